@@ -1,0 +1,77 @@
+# selfheal.devops developer commands. `make test` is what CI runs (.ci/run); `make demo` shows the product.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The checkout is the collection root; ansible tooling wants it under ansible_collections/<ns>/<name>.
+COLLECTIONS := $(CURDIR)/build/collections
+COLLECTION_DIR := $(COLLECTIONS)/ansible_collections/selfheal/devops
+# ansible-test bootstraps pip in its sanity venvs with a script from an unreachable host; see toolchain notes.
+ANSIBLE_TEST_PIP := 24.2
+ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
+PYTEST_ARGS ?=
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_HOST_KEY_CHECKING := False
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv collection sanity-bootstrap lint sanity units integration e2e test build demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv with the pinned dev/test requirements
+$(STAMP): requirements-dev.txt requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">> installing pinned requirements into .venv"
+	@$(BIN)/pip install --quiet --upgrade pip 2> >(grep -v 'is ignored' >&2)
+	@$(BIN)/pip install --quiet -r requirements-dev.txt 2> >(grep -v 'is ignored' >&2)
+	@touch $@
+
+collection: $(COLLECTION_DIR) ## link the checkout into build/collections/ansible_collections/selfheal/devops
+$(COLLECTION_DIR):
+	@mkdir -p $(dir $@)
+	@ln -sfn $(CURDIR) $@
+
+sanity-bootstrap: venv ## make ansible-test sanity work offline (pip wheel + get-pip stand-in in its cache)
+	@mkdir -p $(ANSIBLE_TEST_CACHE)
+	@test -f $(ANSIBLE_TEST_CACHE)/pip-$(ANSIBLE_TEST_PIP)-py3-none-any.whl || \
+		$(BIN)/pip download --quiet --no-deps --only-binary=:all: -d $(ANSIBLE_TEST_CACHE) pip==$(ANSIBLE_TEST_PIP) 2> >(grep -v 'is ignored' >&2)
+	@cp tests/utils/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
+
+lint: venv collection ## ansible-lint (production profile)
+	$(BIN)/ansible-lint --offline
+
+sanity: sanity-bootstrap collection ## ansible-test sanity, no ignore files
+	cd $(COLLECTION_DIR) && $(BIN)/ansible-test sanity --python 3.11 --venv --color no
+
+units: venv collection ## unit tests (pure logic, transport against a loopback server)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: venv collection ## modules, event sources and roles against the sandbox and real local parts
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: venv collection ## ansible-rulebook end to end
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+test: lint sanity units integration e2e ## everything CI checks
+
+build: venv ## build the collection tarball into build/
+	@mkdir -p build
+	$(BIN)/ansible-galaxy collection build --force --output-path build/ .
+
+demo: venv ## run the three self-healing scenarios end to end
+	@echo "make demo: the self-healing scenarios have not landed yet (issues 8 and 9)."
+	@echo "When they do, this target starts the API sandbox, a demo estate on 127.0.0.1 and ansible-rulebook,"
+	@echo "then plays the process-crash, full-disk and blue-green scenarios and prints each incident timeline."
+	@exit 2
+
+bench: venv collection ## benchmarks (not in CI); writes bench/results and BENCHMARKS.md figures
+	@for script in bench/bench_*.py; do echo ">> $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf build tests/output .pytest_cache .ansible

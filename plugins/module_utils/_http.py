@@ -1,0 +1,362 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one HTTP transport of selfheal.devops. Private to the collection; not a public API.
+
+Owns the base URL, authentication, timeouts, TLS verification and CA bundle, proxies (from the
+environment, as requests does), JSON/form/multipart bodies, the User-Agent, bounded retries with
+exponential backoff, jitter and Retry-After, the mapping of HTTP failures to typed errors, and a count
+of the requests it made. Service layers (dynatrace.py, jira.py, ...) build on it; modules never do HTTP.
+"""
+
+import email.utils
+import json
+import random
+import time
+
+try:
+    import requests
+    import requests.adapters
+    import urllib3.exceptions
+except ImportError as exc:  # pragma: no cover - reported by the module through missing_required_lib
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = exc
+else:
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
+    AuthError,
+    CommunicationError,
+    NotFound,
+    RateLimited,
+    UnexpectedResponse,
+    api_error_text,
+    redact,
+)
+
+COLLECTION_VERSION = "0.1.0"
+USER_AGENT = "selfheal.devops/%s (ansible collection)" % COLLECTION_VERSION
+
+RETRY_STATUSES = frozenset((429, 502, 503, 504))
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+
+
+# --- authentication strategies ------------------------------------------------------------------
+
+class _Auth(object):
+    """Adds credentials to the request headers and names the secret values to redact."""
+
+    secrets = ()
+
+    def apply(self, headers):
+        return headers
+
+
+class NoAuth(_Auth):
+    """No header; the credential, if any, travels in the body (PagerDuty routing_key)."""
+
+    def __init__(self, *secrets):
+        self.secrets = tuple(s for s in secrets if s)
+
+
+class HeaderAuth(_Auth):
+    """A named header, e.g. Keptn's `x-token`, or `Authorization: <scheme> <token>`."""
+
+    def __init__(self, name, value, secret=None):
+        self.name = name
+        self.value = value
+        self.secrets = (secret or value,)
+
+    def apply(self, headers):
+        headers[self.name] = self.value
+        return headers
+
+
+def api_token_auth(token):
+    """Dynatrace: `Authorization: Api-Token <token>`."""
+    return HeaderAuth("Authorization", "Api-Token %s" % token, secret=token)
+
+
+def bearer_auth(token):
+    """Slack bot tokens, Jira Data Center PATs, OAuth access tokens."""
+    return HeaderAuth("Authorization", "Bearer %s" % token, secret=token)
+
+
+def basic_auth(user, password):
+    """Jira Cloud (e-mail + API token), xMatters (user or API key + secret)."""
+    import base64
+
+    pair = ("%s:%s" % (user, password)).encode("utf-8")
+    encoded = base64.b64encode(pair).decode("ascii")
+    auth = HeaderAuth("Authorization", "Basic %s" % encoded, secret=encoded)
+    auth.secrets = (encoded, password)
+    return auth
+
+
+# --- retry policy -------------------------------------------------------------------------------
+
+class RetryPolicy(object):
+    """Bounded, status-driven retries.
+
+    max_attempts counts the first try. max_wait bounds the total time spent sleeping between tries:
+    a Retry-After that would go past it ends the retries at once instead of sleeping in vain.
+    """
+
+    def __init__(self, max_attempts=5, max_wait=60.0, backoff=0.5, backoff_max=30.0, jitter=True,
+                 default_retry_after=None):
+        self.max_attempts = max(1, int(max_attempts))
+        self.max_wait = max(0.0, float(max_wait))
+        self.backoff = float(backoff)
+        self.backoff_max = float(backoff_max)
+        self.jitter = jitter
+        # Wait used on a 429 without Retry-After (Dynatrace's SDK uses 5 s); None means backoff.
+        self.default_retry_after = default_retry_after
+
+    def backoff_delay(self, attempt):
+        """Exponential backoff for the given (1-based) failed attempt, with 'equal jitter'."""
+        delay = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
+        if self.jitter:
+            delay = delay / 2.0 + random.uniform(0, delay / 2.0)
+        return delay
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None when unusable."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, parsed.timestamp() - current)
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+class Response(object):
+    """What a service layer gets back: status, headers and the decoded body."""
+
+    def __init__(self, status, headers, content, url):
+        self.status = status
+        self.headers = headers
+        self.content = content
+        self.url = url
+        self._json = None
+        self._decoded = False
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", errors="replace") if self.content else ""
+
+    @property
+    def json(self):
+        """The decoded JSON body; None for an empty body. Raises UnexpectedResponse on bad JSON."""
+        if not self._decoded:
+            if not self.content or not self.content.strip():
+                self._json = None
+            else:
+                try:
+                    self._json = json.loads(self.text)
+                except ValueError:
+                    raise UnexpectedResponse(
+                        "Expected a JSON body from %s (HTTP %s), got: %s" % (self.url, self.status, self.text[:200]),
+                        status=self.status, url=self.url)
+            self._decoded = True
+        return self._json
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+class Client(object):
+    """HTTP client for one API base URL.
+
+    service names the API in error messages ("Dynatrace", "Jira", ...). log is called with one line per
+    retry (modules pass module.warn) so that no retry happens silently.
+    """
+
+    def __init__(self, base_url, service="API", auth=None, timeout=30, connect_timeout=None,
+                 validate_certs=True, ca_path=None, retry=None, log=None, extra_secrets=(),
+                 headers=None, sleep=time.sleep):
+        if not HAS_REQUESTS:
+            raise RuntimeError("requests is required: %s" % REQUESTS_IMPORT_ERROR)
+        self.base_url = base_url.rstrip("/")
+        self.service = service
+        self.auth = auth or NoAuth()
+        self.timeout = (float(connect_timeout or min(10.0, float(timeout))), float(timeout))
+        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
+        self.retry = retry or RetryPolicy()
+        self.log = log or (lambda message: None)
+        self.secrets = tuple(self.auth.secrets) + tuple(s for s in extra_secrets if s)
+        self.headers = dict(headers or {})
+        self.sleep = sleep
+        self.request_count = 0
+        self.retry_count = 0
+        self.session = requests.Session()  # trust_env: HTTP(S)_PROXY / NO_PROXY are honoured
+        adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=8)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def url(self, path):
+        if path.startswith(("http://", "https://")):
+            return path
+        return "%s/%s" % (self.base_url, path.lstrip("/"))
+
+    def redact(self, text):
+        return redact(text, self.secrets)
+
+    # Convenience verbs ----------------------------------------------------------------------------
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+    def request(self, method, path, params=None, json_body=None, data=None, files=None, headers=None,
+                expected=None, idempotent=None):
+        """Send one logical request, retrying as the policy allows, and return a Response.
+
+        expected: statuses that count as success (default: any 2xx). idempotent: whether a request that
+        may have reached the server (read timeout, reset connection) can be sent again; defaults to the
+        HTTP method's semantics; callers with a server-side dedup key (PagerDuty dedup_key, Keptn context)
+        pass True.
+        """
+        method = method.upper()
+        url = self.url(path)
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        send_headers.update(self.headers)
+        send_headers.update(headers or {})
+        self.auth.apply(send_headers)
+
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            self.request_count += 1
+            try:
+                raw = self.session.request(method, url, params=params, json=json_body, data=data, files=files,
+                                           headers=send_headers, timeout=self.timeout, verify=self.verify,
+                                           allow_redirects=True)
+            except requests.exceptions.RequestException as exc:
+                retryable = _reached_server(exc) is False or idempotent
+                reason = self._describe_exception(exc)
+                delay = self.retry.backoff_delay(attempt)
+                if retryable and self._may_retry(attempt, waited, delay):
+                    self._note_retry(method, url, reason, delay, attempt)
+                    self.sleep(delay)
+                    waited += delay
+                    continue
+                raise CommunicationError(
+                    "%s request %s %s failed after %d attempt(s): %s" % (self.service, method, self._safe_url(url), attempt, reason),
+                    url=self._safe_url(url), secrets=self.secrets)
+
+            response = Response(raw.status_code, raw.headers, raw.content, self._safe_url(raw.url))
+            if raw.status_code in RETRY_STATUSES:
+                delay = self._retry_delay(raw, attempt)
+                if self._may_retry(attempt, waited, delay):
+                    self._note_retry(method, url, "HTTP %s" % raw.status_code, delay, attempt)
+                    self.sleep(delay)
+                    waited += delay
+                    continue
+            return self._check(method, response, expected, attempt)
+
+    # Internals ------------------------------------------------------------------------------------
+    def _retry_delay(self, raw, attempt):
+        delay = parse_retry_after(raw.headers.get("Retry-After"))
+        if delay is None and raw.status_code == 429 and self.retry.default_retry_after is not None:
+            delay = float(self.retry.default_retry_after)
+        if delay is None:
+            delay = self.retry.backoff_delay(attempt)
+        return delay
+
+    def _may_retry(self, attempt, waited, delay):
+        return attempt < self.retry.max_attempts and waited + delay <= self.retry.max_wait
+
+    def _note_retry(self, method, url, reason, delay, attempt):
+        self.retry_count += 1
+        self.log("%s %s %s: %s; retrying in %.1f s (attempt %d of %d)" % (
+            self.service, method, self._safe_url(url), reason, delay, attempt + 1, self.retry.max_attempts))
+
+    def _check(self, method, response, expected, attempt):
+        ok = response.status in expected if expected else 200 <= response.status < 300
+        if ok:
+            return response
+        try:
+            detail = api_error_text(response.json)
+        except UnexpectedResponse:
+            detail = response.text[:500]
+        detail = self.redact(detail or response.text[:500] or "no error text")
+        message = "%s %s %s answered HTTP %s: %s" % (self.service, method, response.url, response.status, detail)
+        kwargs = dict(status=response.status, url=response.url, secrets=self.secrets)
+        if response.status in (401, 403):
+            raise AuthError(message + _AUTH_HINTS.get(response.status, ""), **kwargs)
+        if response.status == 404:
+            raise NotFound(message, **kwargs)
+        if response.status == 429:
+            raise RateLimited("%s (still rate limited after %d attempt(s))" % (message, attempt), **kwargs)
+        raise UnexpectedResponse(message, **kwargs)
+
+    def _safe_url(self, url):
+        return self.redact(url)
+
+    def _describe_exception(self, exc):
+        if isinstance(exc, requests.exceptions.SSLError):
+            text = "TLS error (check validate_certs / ca_path): %s" % exc
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            text = "connect timeout after %.0f s" % self.timeout[0]
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            text = "no response within %.0f s (read timeout)" % self.timeout[1]
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            text = "connection error: %s" % _root_cause(exc)
+        else:
+            text = "%s: %s" % (type(exc).__name__, exc)
+        return self.redact(text)
+
+
+_AUTH_HINTS = {
+    401: " (check the token or credentials)",
+    403: " (the credentials lack a permission or scope for this call)",
+}
+
+
+def _root_cause(exc):
+    """The innermost reason of a requests/urllib3 exception chain, as short text."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    return "%s: %s" % (type(seen).__name__, seen)
+
+
+def _reached_server(exc):
+    """False when the request certainly never reached the server (so any method may be retried)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        seen = exc
+        for dummy in range(6):
+            if isinstance(seen, urllib3.exceptions.NewConnectionError):
+                return False
+            nxt = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+            if nxt is None or nxt is seen:
+                break
+            seen = nxt
+    return True

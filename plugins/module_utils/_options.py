@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection options, defined once per service. Private to the selfheal.devops collection.
+
+Each dict generates a module's argument spec (with environment fallbacks and no_log on secrets) and
+matches the doc fragment of the same name in plugins/doc_fragments/; client_from_params() turns the
+validated parameters into the one transport client. The event sources reuse the same names.
+"""
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.selfheal.devops.plugins.module_utils import _http
+
+# Options every API module shares (doc fragment: selfheal.devops.connection).
+CONNECTION = dict(
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["SELFHEAL_VALIDATE_CERTS"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["SELFHEAL_CA_PATH"])),
+    timeout=dict(type="float", default=30.0),
+    max_retries=dict(type="int", default=4),
+    max_retry_wait=dict(type="float", default=60.0),
+)
+
+DYNATRACE = dict(
+    url=dict(type="str", required=True, fallback=(env_fallback, ["DYNATRACE_URL"])),
+    api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["DYNATRACE_API_TOKEN"])),
+)
+
+JIRA = dict(
+    url=dict(type="str", required=True, fallback=(env_fallback, ["JIRA_URL"])),
+    user=dict(type="str", fallback=(env_fallback, ["JIRA_USER"])),
+    token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["JIRA_TOKEN"])),
+    api_version=dict(type="str", default="3", choices=["2", "3"], fallback=(env_fallback, ["JIRA_API_VERSION"])),
+)
+
+SLACK = dict(
+    url=dict(type="str", default="https://slack.com/api", fallback=(env_fallback, ["SLACK_API_URL"])),
+    token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["SLACK_TOKEN"])),
+)
+
+ONCALL = dict(
+    xmatters_url=dict(type="str", fallback=(env_fallback, ["XMATTERS_URL"])),
+    xmatters_user=dict(type="str", fallback=(env_fallback, ["XMATTERS_USER"])),
+    xmatters_password=dict(type="str", no_log=True, fallback=(env_fallback, ["XMATTERS_PASSWORD"])),
+    xmatters_trigger_url=dict(type="str", fallback=(env_fallback, ["XMATTERS_TRIGGER_URL"])),
+    pagerduty_url=dict(type="str", default="https://events.pagerduty.com",
+                       fallback=(env_fallback, ["PAGERDUTY_EVENTS_URL"])),
+    routing_key=dict(type="str", no_log=True, fallback=(env_fallback, ["PAGERDUTY_ROUTING_KEY"])),
+)
+
+KEPTN = dict(
+    url=dict(type="str", required=True, fallback=(env_fallback, ["KEPTN_URL"])),
+    api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["KEPTN_API_TOKEN"])),
+)
+
+SERVICES = dict(dynatrace=DYNATRACE, jira=JIRA, slack=SLACK, oncall=ONCALL, keptn=KEPTN)
+
+
+def argument_spec(service, **module_options):
+    """The full argument spec of a module: its service's connection options plus its own."""
+    spec = {}
+    spec.update(SERVICES[service])
+    spec.update(CONNECTION)
+    spec.update(module_options)
+    return spec
+
+
+def retry_policy(params, default_retry_after=None):
+    return _http.RetryPolicy(max_attempts=params["max_retries"] + 1, max_wait=params["max_retry_wait"],
+                             default_retry_after=default_retry_after)
+
+
+def client_kwargs(params, log=None):
+    """Transport keyword arguments shared by every service, from validated module parameters."""
+    return dict(timeout=params["timeout"], validate_certs=params["validate_certs"], ca_path=params["ca_path"],
+                log=log)
+
+
+def require_requests(module):
+    """Fail the module cleanly when the requests library is missing on the host that runs it."""
+    if not _http.HAS_REQUESTS:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib("requests"), exception=str(_http.REQUESTS_IMPORT_ERROR))
