@@ -19,7 +19,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_HOST_KEY_CHECKING := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv collection sanity-bootstrap lint sanity units integration e2e test build demo bench clean
+.PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e test build demo bench clean
+
+SYSTEM_PACKAGES := nginx haproxy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +39,16 @@ $(COLLECTION_DIR):
 	@mkdir -p $(dir $@)
 	@ln -sfn $(CURDIR) $@
 
+system-deps: ## install nginx and HAProxy from apt when missing (root on Debian/Ubuntu), else say what is needed
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> installing$$missing from apt"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+		else echo "Missing system packages:$$missing (install them, e.g. sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
 sanity-bootstrap: venv ## make ansible-test sanity work offline (pip wheel + get-pip stand-in in its cache)
 	@mkdir -p $(ANSIBLE_TEST_CACHE)
 	@test -f $(ANSIBLE_TEST_CACHE)/pip-$(ANSIBLE_TEST_PIP)-py3-none-any.whl || \
@@ -52,10 +64,10 @@ sanity: sanity-bootstrap collection ## ansible-test sanity, no ignore files
 units: venv collection ## unit tests (pure logic, transport against a loopback server)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: venv collection ## modules, event sources and roles against the sandbox and real local parts
+integration: venv collection system-deps ## modules, event sources and roles against the sandbox and real local parts
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-e2e: venv collection ## ansible-rulebook end to end
+e2e: venv collection system-deps ## ansible-rulebook end to end
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 test: lint sanity units integration e2e ## everything CI checks
