@@ -150,7 +150,7 @@ def run_playbook(tasks, extra_vars=None, env=None, check=False, diff=False, host
             "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""),
         })
         run_env.update(env or {})
-        proc = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=timeout)
+        proc = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=timeout, check=False)
         by_task = {}
         if os.path.exists(results_file):
             with open(results_file) as handle:
