@@ -17,6 +17,7 @@ import time
 try:
     import requests
     import requests.adapters
+    import urllib3
     import urllib3.exceptions
 except ImportError as exc:  # pragma: no cover - reported by the module through missing_required_lib
     HAS_REQUESTS = False
@@ -201,6 +202,9 @@ class Client(object):
         self.request_count = 0
         self.retry_count = 0
         self.session = requests.Session()  # trust_env: HTTP(S)_PROXY / NO_PROXY are honoured
+        if not validate_certs:
+            # The user switched verification off on purpose; urllib3's per-request warning adds nothing.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=8)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -254,7 +258,7 @@ class Client(object):
                                            headers=send_headers, timeout=self.timeout, verify=self.verify,
                                            allow_redirects=True)
             except requests.exceptions.RequestException as exc:
-                retryable = _reached_server(exc) is False or idempotent
+                retryable = _retryable(exc, idempotent)
                 reason = self._describe_exception(exc)
                 delay = self.retry.backoff_delay(attempt)
                 if retryable and self._may_retry(attempt, waited, delay):
@@ -335,28 +339,36 @@ _AUTH_HINTS = {
 }
 
 
+def _causes(exc):
+    """The chain of causes of a requests/urllib3 exception, outermost first (bounded)."""
+    seen = exc
+    for dummy in range(8):
+        yield seen
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        if inner is None or inner is seen:
+            return
+        seen = inner
+
+
 def _root_cause(exc):
     """The innermost reason of a requests/urllib3 exception chain, as short text."""
-    seen = exc
-    while True:
-        inner = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-        if inner is None or inner is seen:
-            break
-        seen = inner
-    return "%s: %s" % (type(seen).__name__, seen)
+    root = list(_causes(exc))[-1]
+    return "%s: %s" % (type(root).__name__, root)
 
 
-def _reached_server(exc):
-    """False when the request certainly never reached the server (so any method may be retried)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+def _retryable(exc, idempotent):
+    """Whether a failed request may be sent again.
+
+    A request that certainly never reached the server (refused connection, DNS failure, connect timeout)
+    may be repeated whatever its method; one that may have been processed (reset, read timeout) only when
+    idempotent. A TLS failure is a configuration problem: retrying cannot help.
+    """
+    if isinstance(exc, requests.exceptions.SSLError):
         return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        seen = exc
-        for dummy in range(6):
-            if isinstance(seen, urllib3.exceptions.NewConnectionError):
-                return False
-            nxt = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-            if nxt is None or nxt is seen:
-                break
-            seen = nxt
-    return True
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if any(isinstance(cause, urllib3.exceptions.NewConnectionError) for cause in _causes(exc)):
+        return True
+    return bool(idempotent)
