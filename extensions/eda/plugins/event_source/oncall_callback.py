@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""selfheal.devops.oncall_callback: on-call responders' choices as Event-Driven Ansible events."""
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+
+DOCUMENTATION = r"""
+---
+short_description: Receive on-call responses (xMatters response callbacks, PagerDuty v3 webhooks).
+description:
+  - An event source plugin for Event-Driven Ansible. When a responder picks a response option on an
+    xMatters notification (for example C(Restart), C(Roll back), C(Ignore)), xMatters calls back; when an
+    incident is acknowledged or resolved in PagerDuty, a v3 webhook subscription calls back. This source
+    authenticates the callback like the Dynatrace webhook does (token, HMAC, TLS, mutual TLS) and emits
+    C(oncall) {provider, incident_key, response, responder, event_id, received_at}, so a rulebook can
+    launch the workflow the responder chose.
+  - Repeated deliveries of the same response (same provider, event and response) are emitted once.
+  - The incident key is read from the event property named by O(incident_key_property) (xMatters) or from
+    the incident's C(incident_key) (PagerDuty, the dedup key the collection sent).
+options:
+  host:
+    description: Address to listen on.
+    type: str
+    default: 127.0.0.1
+  port:
+    description: Port to listen on.
+    type: int
+    default: 5001
+  path:
+    description: URL path that accepts callbacks from both providers.
+    type: str
+    default: /oncall/callback
+  token:
+    description: Shared secret expected in O(token_header) (C(Bearer <token>) with the default header).
+    type: str
+  token_header:
+    description: Header carrying O(token).
+    type: str
+    default: Authorization
+  hmac_secret:
+    description:
+      - Verify an HMAC of the raw body. For PagerDuty v3 webhooks use the subscription's secret with
+        O(hmac_header=X-PagerDuty-Signature) and O(hmac_prefix=v1=).
+    type: str
+  hmac_header:
+    description: Header carrying the signature.
+    type: str
+    default: X-Selfheal-Signature
+  hmac_algorithm:
+    description: HMAC digest.
+    type: str
+    choices: [sha256, sha512, sha1]
+    default: sha256
+  hmac_format:
+    description: Signature encoding.
+    type: str
+    choices: [hex, base64]
+    default: hex
+  hmac_prefix:
+    description: Prefix before the signature, for example V(v1=).
+    type: str
+    default: ""
+  certfile:
+    description: PEM certificate (chain) to serve HTTPS with.
+    type: path
+  keyfile:
+    description: PEM private key of O(certfile).
+    type: path
+  cafile:
+    description: CA bundle to require and verify client certificates with (mutual TLS).
+    type: path
+  max_body_bytes:
+    description: Larger requests are answered 413.
+    type: int
+    default: 262144
+  max_pending:
+    description: Events waiting for the rulebook above which callbacks are answered 503 with C(Retry-After).
+    type: int
+    default: 1000
+  incident_key_property:
+    description: xMatters event property holding the incident key (as sent by M(selfheal.devops.oncall_notify)).
+    type: str
+    default: selfheal_incident_key
+"""
+
+EXAMPLES = r"""
+- name: Responder decides
+  hosts: all
+  sources:
+    - selfheal.devops.oncall_callback:
+        host: 0.0.0.0
+        port: 5001
+        token: "{{ ONCALL_CALLBACK_TOKEN }}"
+  rules:
+    - name: Restart approved
+      condition: event.oncall.response == "Restart"
+      action:
+        run_playbook:
+          name: selfheal.devops.remediate_process_crash
+          extra_vars:
+            incident_key: "{{ event.oncall.incident_key }}"
+"""
+
+LOGGER = logging.getLogger("selfheal.devops.oncall_callback")
+
+
+def _collection_import(name):
+    """Import a module of this collection (see the dynatrace source: sources run outside the loader)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        parts = os.path.abspath(__file__).split(os.sep)
+        if "ansible_collections" not in parts:
+            raise
+        root = os.sep.join(parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
+        if root not in sys.path:
+            sys.path.append(root)
+        return importlib.import_module(name)
+
+
+webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
+
+
+def _property(properties, name):
+    """xMatters property values may carry a language suffix (`name#en`)."""
+    if not isinstance(properties, dict):
+        return None
+    for key, value in properties.items():
+        if key == name or key.split("#", 1)[0] == name:
+            return value
+    return None
+
+
+def _person(value):
+    if isinstance(value, dict):
+        return value.get("targetName") or value.get("name") or value.get("summary") or value.get("id")
+    return value
+
+
+def parse_xmatters(payload, key_property):
+    """An xMatters response callback -> the oncall event body (ValueError when it is not one)."""
+    response = payload.get("response")
+    if isinstance(response, dict):
+        response = response.get("text") or response.get("response")
+    event_id = payload.get("eventIdentifier") or payload.get("eventId") or payload.get("id")
+    if not response or not event_id:
+        raise ValueError("not an xMatters response callback: response and eventIdentifier/eventId are required")
+    properties = payload.get("eventProperties") or payload.get("properties") or {}
+    if isinstance(properties, list):  # [{"name": ..., "value": ...}] as some integrations send them
+        properties = {item.get("name"): item.get("value") for item in properties if isinstance(item, dict)}
+    return {
+        "provider": "xmatters",
+        "incident_key": _property(properties, key_property),
+        "response": str(response),
+        "responder": _person(payload.get("recipient") or payload.get("responder") or payload.get("user")),
+        "event_id": str(event_id),
+        "annotation": payload.get("annotation"),
+    }
+
+
+def parse_pagerduty(payload):
+    """A PagerDuty v3 webhook (incident.acknowledged, incident.resolved, ...) -> the oncall event body."""
+    event = payload.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("event_type"), str):
+        raise ValueError("not a PagerDuty v3 webhook: event.event_type is required")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    return {
+        "provider": "pagerduty",
+        "incident_key": data.get("incident_key") or data.get("dedup_key"),
+        "response": event["event_type"].rsplit(".", 1)[-1],
+        "responder": _person(event.get("agent")),
+        "event_id": str(data.get("id") or event.get("id") or ""),
+        "annotation": None,
+    }
+
+
+def parse(payload, key_property):
+    if isinstance(payload.get("event"), dict):
+        return parse_pagerduty(payload)
+    return parse_xmatters(payload, key_property)
+
+
+def callback_handler(queue, key_property, seen):
+    async def handle(payload):
+        try:
+            oncall = parse(payload, key_property)
+        except ValueError as exc:
+            return 400, {"status": "rejected", "error": str(exc)}
+        identity = (oncall["provider"], oncall["event_id"], oncall["response"])
+        if identity in seen:
+            return 202, {"status": "duplicate"}
+        seen.add(identity)
+        if len(seen) > 100000:  # bounded memory: forget the oldest half
+            for old in list(seen)[:50000]:
+                seen.discard(old)
+        oncall["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await queue.put({"oncall": oncall})
+        return 202, {"status": "accepted", "response": oncall["response"]}
+
+    return handle
+
+
+async def main(queue, args):
+    config = webhook.WebhookConfig(args, default_path="/oncall/callback", default_max_body=262144)
+    key_property = str(args.get("incident_key_property", "selfheal_incident_key"))
+    await webhook.serve(config, queue, callback_handler(queue, key_property, set()))
+
+
+if __name__ == "__main__":
+    class PrintQueue(asyncio.Queue):
+        async def put(self, item):
+            print(json.dumps(item, indent=2), flush=True)
+
+        def qsize(self):
+            return 0
+
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(main(PrintQueue(), {"port": int(sys.argv[1]) if len(sys.argv) > 1 else 5001}))
