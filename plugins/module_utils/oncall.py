@@ -1,0 +1,307 @@
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""On-call service layer: xMatters (xmapi v1 + inbound integration) and PagerDuty Events API v2.
+
+Resource verbs on top of the one transport (_http.Client), with each API's quirks: xMatters creates
+events asynchronously after a trigger (find them by requestId), paginates with links.next, requires `at`
+on user-deliveries and `groups` on on-call; PagerDuty Events v2 is write-only (no read-back), keyed by
+dedup_key, answers 202. Used by the oncall_notify module; raises typed errors, never calls fail_json.
+"""
+
+import datetime
+import json
+import time
+
+from urllib.parse import parse_qsl, urlsplit
+
+from ansible_collections.selfheal.devops.plugins.module_utils import _http, _options
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
+    InvalidInput,
+    UnexpectedResponse,
+)
+
+XM_API = "/api/xm/1"
+MAX_PAGES = 50
+MARKER = "[selfheal.devops]"
+SEVERITY_TO_PRIORITY = {"critical": "HIGH", "error": "HIGH", "warning": "MEDIUM", "info": "LOW"}
+PD_SEVERITIES = ("critical", "error", "warning", "info")
+PD_SUMMARY_MAX = 1024
+PD_DEDUP_MAX = 255
+
+
+def utc_now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def marked(comment):
+    """The text this collection writes as an annotation: the marker plus the comment."""
+    return "%s %s" % (MARKER, comment)
+
+
+# --- xMatters ------------------------------------------------------------------------------------
+
+def xmatters_trigger_body(incident_key, key_property, summary=None, priority=None, severity=None, groups=None,
+                          people=None, source=None, component=None, group=None, event_class=None, custom_details=None,
+                          links=None, properties=None, response_options=None):
+    """The JSON sent to the inbound integration: recipients, priority, flat properties, response options.
+
+    xMatters properties are flat (text, number, boolean); nested values are sent as JSON text.
+    """
+    props = {}
+    for name, value in (properties or {}).items():
+        props[name] = _flat(value)
+    for name, value in (custom_details or {}).items():
+        props.setdefault(name, _flat(value))
+    for name, value in (("summary", summary), ("source", source), ("severity", severity), ("component", component),
+                        ("group", group), ("class", event_class)):
+        if value not in (None, ""):
+            props[name] = value
+    if links:
+        props["links"] = "\n".join("%s %s" % (link.get("text") or link["href"], link["href"]) if link.get("text")
+                                   else link["href"] for link in links)
+    props[key_property] = incident_key
+    body = {"priority": (priority or SEVERITY_TO_PRIORITY.get(severity or "", "MEDIUM")).upper(), "properties": props}
+    recipients = [{"id": name, "recipientType": "GROUP"} for name in groups or []]
+    recipients += [{"id": name, "recipientType": "PERSON"} for name in people or []]
+    if recipients:
+        body["recipients"] = recipients
+    if response_options:
+        body["responseOptions"] = [_response_option(option) for option in response_options]
+    return body
+
+
+def _flat(value):
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _response_option(option):
+    if not isinstance(option, dict):
+        option = {"text": str(option)}
+    out = {"text": option["text"]}
+    if option.get("description"):
+        out["description"] = option["description"]
+    if option.get("action"):
+        out["action"] = option["action"].upper()
+    return out
+
+
+def event_summary(event, key_property=None):
+    """The fields of an xMatters event that a playbook needs."""
+    if not event:
+        return None
+    out = {key: event.get(key) for key in ("id", "eventId", "status", "priority", "created", "terminated", "requestId",
+                                           "incident")}
+    if "properties" in event:
+        out["properties"] = event["properties"]
+    if key_property and event.get("properties"):
+        out["incident_key"] = property_value(event["properties"], key_property)
+    return out
+
+
+def property_value(properties, name):
+    """A property by name, ignoring a language suffix (name#en) on either side."""
+    if name in properties:
+        return properties[name]
+    base = name.split("#", 1)[0]
+    for key, value in properties.items():
+        if key.split("#", 1)[0] == base:
+            return value
+    return None
+
+
+def parse_on_call(items):
+    """On-call API items -> [{group, shift, members: [{target_name, name, position}]}]."""
+    result = []
+    for item in items:
+        members = []
+        for entry in sorted(((item.get("members") or {}).get("data") or []), key=lambda m: m.get("position") or 0):
+            member = entry.get("member") or {}
+            name = " ".join(filter(None, (member.get("firstName"), member.get("lastName"))))
+            members.append({"target_name": member.get("targetName"), "name": name or None,
+                            "position": entry.get("position"), "type": member.get("recipientType")})
+        result.append({"group": (item.get("group") or {}).get("targetName"),
+                       "shift": (item.get("shift") or {}).get("name"), "members": members})
+    return result
+
+
+def parse_deliveries(items):
+    """user-deliveries items -> [{recipient, delivery_status, response, responded_at}]."""
+    result = []
+    for item in items:
+        response = item.get("response") or {}
+        result.append({"recipient": (item.get("person") or {}).get("targetName"),
+                       "delivery_status": item.get("deliveryStatus"),
+                       "response": response.get("text"), "responded_at": response.get("received")})
+    return result
+
+
+def first_response(deliveries):
+    """The earliest response among parsed deliveries, or None."""
+    answered = [d for d in deliveries if d.get("response")]
+    if not answered:
+        return None
+    return sorted(answered, key=lambda d: d.get("responded_at") or "")[0]
+
+
+class XMatters(object):
+    """xmapi v1 verbs. client's base URL is the xMatters instance root (REST under /api/xm/1)."""
+
+    def __init__(self, client, trigger_url, sleep=time.sleep, clock=time.monotonic):
+        self.client = client
+        self.trigger_url = trigger_url
+        self.sleep = sleep
+        self.clock = clock
+
+    def _collect(self, path, params):
+        """Follow links.next (relative to the instance root) until it is missing; bounded."""
+        items = []
+        response = self.client.get(path, params=params).json or {}
+        for dummy in range(MAX_PAGES):
+            if not isinstance(response, dict) or not isinstance(response.get("data"), list):
+                raise UnexpectedResponse("xMatters GET %s returned no 'data' list" % path)
+            items.extend(response["data"])
+            following = (response.get("links") or {}).get("next")
+            if not following:
+                return items
+            response = self.client.get(following).json or {}
+        raise UnexpectedResponse("xMatters GET %s: more than %d pages" % (path, MAX_PAGES))
+
+    def find_events(self, key_property, incident_key, status=None):
+        """Events whose key property equals incident_key exactly (newest first), with properties embedded."""
+        params = {"propertyName": key_property, "propertyValue": incident_key, "embed": "properties", "limit": 100}
+        if status:
+            params["status"] = status
+        events = self._collect(XM_API + "/events", params)
+        matching = [e for e in events if property_value(e.get("properties") or {}, key_property) == incident_key]
+        return sorted(matching, key=lambda e: e.get("created") or "", reverse=True)
+
+    def get_event(self, event_id, embed="properties"):
+        return self.client.get("%s/events/%s" % (XM_API, event_id), params={"embed": embed}).json
+
+    def trigger(self, body):
+        """POST to the inbound integration; returns the requestId (the event is created asynchronously)."""
+        response = self.client.post(self.trigger_url, json_body=body, expected=(200, 201, 202), idempotent=False)
+        data = response.json if isinstance(response.json, dict) else {}
+        request_id = data.get("requestId")
+        if not request_id:
+            raise UnexpectedResponse("xMatters trigger answered HTTP %s without a requestId" % response.status)
+        return request_id
+
+    def wait_for_request(self, request_id, timeout, interval):
+        """The event created for requestId, polling until it exists or timeout seconds pass."""
+        deadline = self.clock() + timeout
+        while True:
+            events = self._collect(XM_API + "/events", {"requestId": request_id, "embed": "properties"})
+            if events:
+                return events[0]
+            if self.clock() + interval > deadline:
+                raise UnexpectedResponse(
+                    "xMatters accepted the trigger (requestId %s) but no event appeared within %.0f s; "
+                    "check the workflow's flow or form" % (request_id, timeout))
+            self.sleep(interval)
+
+    def set_status(self, event_uuid, status):
+        return self.client.post(XM_API + "/events", json_body={"id": event_uuid, "status": status}).json
+
+    def annotations(self, event_uuid):
+        return self._collect("%s/events/%s/annotations" % (XM_API, event_uuid), {"limit": 100})
+
+    def annotate(self, event_uuid, comment):
+        return self.client.post("%s/events/%s/annotations" % (XM_API, event_uuid), json_body={"comment": comment},
+                                expected=(200, 201)).json
+
+    def on_call(self, groups):
+        if not groups:
+            return []
+        items = self._collect(XM_API + "/on-call", {"groups": ",".join(groups), "embed": "members.owner"})
+        return parse_on_call(items)
+
+    def deliveries(self, event_uuid):
+        items = self._collect("%s/events/%s/user-deliveries" % (XM_API, event_uuid),
+                              {"at": utc_now_iso(), "limit": 100})
+        return parse_deliveries(items)
+
+    def wait_for_response(self, event_uuid, timeout, interval):
+        """(first response, deliveries) once someone responded, or (None, deliveries) at timeout."""
+        deadline = self.clock() + timeout
+        while True:
+            deliveries = self.deliveries(event_uuid)
+            answer = first_response(deliveries)
+            if answer is not None or self.clock() + interval > deadline:
+                return answer, deliveries
+            self.sleep(interval)
+
+
+# --- PagerDuty -----------------------------------------------------------------------------------
+
+def pagerduty_event(event_action, dedup_key, summary=None, source=None, severity=None, component=None, group=None,
+                    event_class=None, custom_details=None, links=None, client_name=None, client_url=None,
+                    timestamp=None):
+    """The Events v2 body, without routing_key (added at send time so that it never reaches a result)."""
+    if not dedup_key:
+        raise InvalidInput("incident_key (the PagerDuty dedup_key) is required")
+    if len(dedup_key) > PD_DEDUP_MAX:
+        raise InvalidInput("incident_key is %d characters; PagerDuty accepts at most %d" % (len(dedup_key), PD_DEDUP_MAX))
+    body = {"event_action": event_action, "dedup_key": dedup_key}
+    if event_action == "trigger":
+        missing = [name for name, value in (("summary", summary), ("source", source)) if not value]
+        if missing:
+            raise InvalidInput("PagerDuty trigger events need %s" % " and ".join(missing))
+        if severity not in PD_SEVERITIES:
+            raise InvalidInput("severity must be one of %s" % ", ".join(PD_SEVERITIES))
+        payload = {"summary": summary[:PD_SUMMARY_MAX], "source": source, "severity": severity}
+        for name, value in (("component", component), ("group", group), ("class", event_class),
+                            ("custom_details", custom_details), ("timestamp", timestamp)):
+            if value not in (None, "", {}):
+                payload[name] = value
+        body["payload"] = payload
+        if links:
+            body["links"] = [dict((k, v) for k, v in link.items() if v) for link in links]
+        if client_name:
+            body["client"] = client_name
+        if client_url:
+            body["client_url"] = client_url
+    return body
+
+
+class PagerDuty(object):
+    """Events API v2: POST /v2/enqueue. The routing key is the credential and travels in the body."""
+
+    def __init__(self, client, routing_key):
+        self.client = client
+        self.routing_key = routing_key
+
+    def send(self, body):
+        """Send one event; dedup_key makes it safe to repeat, so it is retried like an idempotent call."""
+        full = dict(body, routing_key=self.routing_key)
+        response = self.client.post("/v2/enqueue", json_body=full, expected=(200, 201, 202), idempotent=True)
+        data = response.json if isinstance(response.json, dict) else {}
+        return {"status": data.get("status"), "message": data.get("message"),
+                "dedup_key": data.get("dedup_key") or body.get("dedup_key")}
+
+
+# --- construction --------------------------------------------------------------------------------
+
+def client_from_params(params, log=None, sleep=time.sleep):
+    """The service object for params['provider'], validated connection options included."""
+    kwargs = _options.client_kwargs(params, log=log)
+    retry = _options.retry_policy(params)
+    if params["provider"] == "xmatters":
+        missing = [name for name in ("xmatters_url", "xmatters_user", "xmatters_password", "xmatters_trigger_url")
+                   if not params.get(name)]
+        if missing:
+            raise InvalidInput("provider=xmatters needs %s (or their environment variables)" % ", ".join(missing))
+        trigger_url = params["xmatters_trigger_url"]
+        url_secrets = [value for name, value in parse_qsl(urlsplit(trigger_url).query) if name.lower() == "apikey"]
+        client = _http.Client(params["xmatters_url"], service="xMatters",
+                              auth=_http.basic_auth(params["xmatters_user"], params["xmatters_password"]),
+                              retry=retry, extra_secrets=url_secrets, sleep=sleep, **kwargs)
+        return XMatters(client, trigger_url, sleep=sleep)
+    if not params.get("routing_key"):
+        raise InvalidInput("provider=pagerduty needs routing_key (or PAGERDUTY_ROUTING_KEY)")
+    client = _http.Client(params["pagerduty_url"], service="PagerDuty", auth=_http.NoAuth(params["routing_key"]),
+                          retry=retry, sleep=sleep, **kwargs)
+    return PagerDuty(client, params["routing_key"])
