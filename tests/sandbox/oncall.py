@@ -730,14 +730,17 @@ async def pd_enqueue(request):
                      "log": []}
             state["alerts"].append(alert)
             record["outcome"] = "created"
+            # the alert keeps the details of the trigger that opened it; later triggers only join its log [U]
+            for field in ("summary", "source", "severity", "component", "group", "class", "custom_details",
+                          "timestamp"):
+                if field in payload:
+                    alert[field] = payload[field]
+            for field in ("links", "images", "client", "client_url"):
+                if field in body:
+                    alert[field] = body[field]
         else:
             record["outcome"] = "deduplicated"
-        for field in ("summary", "source", "severity", "component", "group", "class", "custom_details", "timestamp"):
-            if field in payload:
-                alert[field] = payload[field]
-        for field in ("links", "images", "client", "client_url"):
-            if field in body:
-                alert[field] = body[field]
+        record["summary"] = payload["summary"]
     elif alert is None:
         record["outcome"] = "dropped"
     elif action == "acknowledge":
