@@ -89,6 +89,7 @@ def sandbox(sandbox_session):
 # --- running real ansible-playbook ----------------------------------------------------------------
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "sandbox"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
 import credentials  # noqa: E402  (tests/sandbox/credentials.py)
 
 
@@ -169,3 +170,11 @@ def sandbox_env(sandbox):
 @pytest.fixture
 def playbook():
     return run_playbook
+
+
+@pytest.fixture(scope="session")
+def installed_collection(tmp_path_factory):
+    """The collection built into a tarball and installed, as users get it; returns the collections path."""
+    import rulebook_harness
+
+    return rulebook_harness.install_collection(str(tmp_path_factory.mktemp("installed")))

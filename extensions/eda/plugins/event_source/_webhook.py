@@ -82,6 +82,15 @@ def _int(args, name, default, low, high):
     return value
 
 
+def pending(queue):
+    """Events waiting in the rulebook's queue (ansible-rulebook hands sources a wrapper around it)."""
+    for dummy in range(3):
+        if hasattr(queue, "qsize"):
+            return queue.qsize()
+        queue = getattr(queue, "queue", None)
+    return 0
+
+
 def _error(status, message, headers=None):
     return web.json_response({"status": "rejected", "error": message}, status=status, headers=headers)
 
@@ -132,13 +141,13 @@ def build_app(config, queue, handle):
             return _error(400, "body is not valid JSON")
         if not isinstance(payload, dict):
             return _error(400, "body must be a JSON object")
-        if queue.qsize() >= config.max_pending:
+        if pending(queue) >= config.max_pending:
             return _error(503, "too many pending events", headers={"Retry-After": str(config.retry_after)})
         status, answer = await handle(payload)
         return web.json_response(answer, status=status)
 
     async def health(request):
-        return web.json_response({"status": "ok", "pending": queue.qsize()})
+        return web.json_response({"status": "ok", "pending": pending(queue)})
 
     app = web.Application(client_max_size=config.max_body_bytes)
     app.router.add_post(config.path, receive)

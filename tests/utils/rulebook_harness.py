@@ -1,0 +1,141 @@
+"""Run real ansible-rulebook activations in tests and the demo, with the collection installed from its tarball."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def install_collection(dest):
+    """Build the collection tarball and install it under dest/ansible_collections; return dest."""
+    build = os.path.join(dest, "dist")
+    os.makedirs(build, exist_ok=True)
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", build, ROOT],
+                   check=True, capture_output=True, text=True, cwd=ROOT)
+    tarball = [name for name in os.listdir(build) if name.endswith(".tar.gz")][0]
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p",
+                    os.path.join(dest, "collections"), os.path.join(build, tarball)],
+                   check=True, capture_output=True, text=True)
+    return os.path.join(dest, "collections")
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Poll predicate() until it returns a truthy value (bounded by timeout); return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Activation(object):
+    """One ansible-rulebook process running a rulebook; its output goes to a log file (no pipe deadlocks)."""
+
+    def __init__(self, rulebook, collections_path, variables=None, inventory=None, env=None, workdir=None, verbosity=1):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="selfheal-eda-")
+        self.collections_path = collections_path
+        self.rulebook_path = self._write("rulebook.yml", rulebook)
+        self.vars_path = self._write("vars.yml", variables or {})
+        self.inventory_path = self._write("inventory.yml", inventory or {
+            "all": {"hosts": {"localhost": {"ansible_connection": "local"}}}})
+        self.log_path = os.path.join(self.workdir, "ansible-rulebook.log")
+        self.env = env or {}
+        self.verbosity = verbosity
+        self.process = None
+        self._log = None
+
+    def _write(self, name, content):
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as handle:
+            if isinstance(content, str):
+                handle.write(content)
+            else:
+                yaml.safe_dump(content, handle, sort_keys=False)
+        return path
+
+    def start(self):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": self.collections_path,
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_PYTHON_INTERPRETER": os.path.join(BIN, "python"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.env)
+        command = [os.path.join(BIN, "ansible-rulebook"), "-r", self.rulebook_path, "-i", self.inventory_path,
+                   "-e", self.vars_path, "--print-events"] + ["-v"] * self.verbosity
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=self.workdir, start_new_session=True)
+        return self
+
+    def output(self):
+        with open(self.log_path, errors="replace") as handle:
+            return handle.read()
+
+    def wait_for_output(self, text, timeout=60):
+        def found():
+            if self.process.poll() is not None:
+                raise AssertionError("ansible-rulebook exited (%s):\n%s" % (self.process.returncode, self.output()[-4000:]))
+            return text in self.output()
+
+        return wait_until(found, timeout, what=repr(text))
+
+    def wait_for_url(self, url, timeout=60):
+        def ready():
+            if self.process.poll() is not None:
+                raise AssertionError("ansible-rulebook exited (%s):\n%s" % (self.process.returncode, self.output()[-4000:]))
+            return http_ok(url)
+
+        return wait_until(ready, timeout, interval=0.1, what=url)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+                self.process.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def read_json_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
