@@ -27,7 +27,7 @@ description:
     C(changed) reports that an event was sent. Sending the same trigger again does not open a second alert:
     PagerDuty adds it to the open alert with that C(dedup_key) (after a resolve, the same key opens a new one)."
 author:
-  - selfheal.devops contributors
+  - selfheal.devops contributors (@selfheal-devops)
 extends_documentation_fragment:
   - selfheal.devops.oncall
   - selfheal.devops.connection
@@ -439,8 +439,8 @@ def xmatters_resolved(module, service):
         latest = service.find_events(params["key_property"], key)
         target = latest[0] if latest else None
     if params["comment"] is not None:
-        result["annotation_added"] = bool(target is not None and _annotate_once(service, target, params["comment"],
-                                                                                  module.check_mode))
+        added = target is not None and _annotate_once(service, target, params["comment"], module.check_mode)
+        result["annotation_added"] = bool(added)
         changed = changed or result["annotation_added"]
     if active:
         diff["before"] = {"incident_key": key, "status": "ACTIVE", "eventIds": [e.get("eventId") for e in active]}

@@ -310,8 +310,9 @@ def _create_event(sandbox, state, request_id, body, submitter):
     }
     for name in _targeted_people(recipients, state):
         person = state["people"][name]
-        notification = {"id": str(uuid.uuid4()), "recipient": {"id": str(uuid.uuid4()), "name": "Work Email",
-                                                                "recipientType": "DEVICE", "targetName": name + "|Work Email"},
+        device = {"id": str(uuid.uuid4()), "name": "Work Email", "recipientType": "DEVICE",
+                  "targetName": name + "|Work Email"}
+        notification = {"id": str(uuid.uuid4()), "recipient": device,
                         "deliveryStatus": "DELIVERED", "created": xm_time(now), "delivered": xm_time(now),
                         "responded": None, "responses": {"count": 0, "total": 0, "data": []}}
         event["deliveries"].append({"person": _person_ref(person), "deliveryStatus": "DELIVERED",

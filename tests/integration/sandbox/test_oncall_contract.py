@@ -213,8 +213,8 @@ def test_user_deliveries_and_response_callback(xm, sandbox):
         assert xm.get(path, at="yesterday").status_code == 400
         assert xm.get(path, at="2000-01-01T00:00:00Z").json()["total"] == 0
         before = xm.get(path, at="2100-01-01T00:00:00+0000").json()["data"]
-        assert [(d["person"]["targetName"], d["deliveryStatus"]) for d in before] == [("dba.one", "DELIVERED"),
-                                                                                     ("dba.two", "DELIVERED")]
+        pairs = [(d["person"]["targetName"], d["deliveryStatus"]) for d in before]
+        assert pairs == [("dba.one", "DELIVERED"), ("dba.two", "DELIVERED")]
         assert all("response" not in d for d in before)
         admin = "/_sandbox/xmatters/respond"
         for bad in ({"event": "nope", "response": "Restart"}, {"event": event["id"], "response": "Reboot"},
@@ -289,8 +289,8 @@ def test_pagerduty_dedup_semantics(sandbox):
     alerts = [a for a in state["alerts"] if a["dedup_key"] == "k1"]
     assert [a["status"] for a in alerts] == ["resolved", "triggered"]
     assert alerts[0]["summary"] == "first" and alerts[1]["summary"] == "again"  # details of the opening trigger
-    assert [e.get("summary") for e in state["events"] if e["event_action"] == "trigger"] == ["first", "second", "Disk full",
-                                                                                            "again"]
+    summaries = [e.get("summary") for e in state["events"] if e["event_action"] == "trigger"]
+    assert summaries == ["first", "second", "Disk full", "again"]
     assert [e["event_action"] for e in alerts[0]["log"]] == ["trigger", "trigger", "acknowledge", "trigger", "resolve"]
     assert [e["outcome"] for e in state["events"]] == ["dropped", "dropped", "created", "deduplicated", "dropped",
                                                        "acknowledged", "deduplicated", "resolved", "dropped", "created"]
