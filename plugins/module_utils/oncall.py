@@ -24,6 +24,7 @@ from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
 XM_API = "/api/xm/1"
 MAX_PAGES = 50
 MARKER = "[selfheal.devops]"
+OPEN_STATUSES = ("ACTIVE", "SUSPENDED")
 SEVERITY_TO_PRIORITY = {"critical": "HIGH", "error": "HIGH", "warning": "MEDIUM", "info": "LOW"}
 PD_SEVERITIES = ("critical", "error", "warning", "info")
 PD_SUMMARY_MAX = 1024
@@ -177,6 +178,13 @@ class XMatters(object):
         events = self._collect(XM_API + "/events", params)
         matching = [e for e in events if property_value(e.get("properties") or {}, key_property) == incident_key]
         return sorted(matching, key=lambda e: e.get("created") or "", reverse=True)
+
+    def find_open_events(self, key_property, incident_key):
+        """ACTIVE or SUSPENDED events with that key: a suspended page is still open, and must not be doubled.
+
+        Filtered here rather than with a status list in the query, whose syntax xMatters does not document.
+        """
+        return [e for e in self.find_events(key_property, incident_key) if e.get("status") in OPEN_STATUSES]
 
     def get_event(self, event_id, embed="properties"):
         return self.client.get("%s/events/%s" % (XM_API, event_id), params={"embed": embed}).json

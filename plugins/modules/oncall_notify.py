@@ -15,13 +15,13 @@ description:
   - Pages the on-call engineer for an incident, and resolves the page, through xMatters (xmapi v1 and an
     inbound integration) or the PagerDuty Events API v2.
   - The incident key (for example V(dt-P-1234)) makes every write idempotent. In xMatters it is stored in an
-    event property (O(key_property)); an C(ACTIVE) event with the same key means no new page. In PagerDuty it is
+    event property (O(key_property)); an open (C(ACTIVE) or C(SUSPENDED)) event with the same key means no new page. In PagerDuty it is
     the C(dedup_key).
   - "xMatters: O(state=triggered) triggers the workflow's inbound integration with recipients (O(groups),
     O(people)), priority, properties and response options, then finds the event it created (xMatters creates
     events asynchronously) and returns who is on call for O(groups) and who was notified. With
     O(wait_for_response=true) it waits for the first response and returns the responder and the option chosen.
-    O(state=resolved) terminates the active event. O(comment) adds an annotation once."
+    O(state=resolved) terminates the open events with that key. O(comment) adds an annotation once."
   - "PagerDuty: O(state=triggered), V(acknowledged) and V(resolved) send C(trigger), C(acknowledge) and
     C(resolve) events with C(dedup_key=incident_key). The Events API v2 offers no way to read an alert back, so
     C(changed) reports that an event was sent. Sending the same trigger again does not open a second alert:
@@ -380,7 +380,7 @@ def xmatters_triggered(module, service):
         raise InvalidInput("summary is required to trigger an xMatters event")
     key = params["incident_key"]
     result = {"event": None}
-    active = service.find_events(params["key_property"], key, status="ACTIVE")
+    active = service.find_open_events(params["key_property"], key)
     changed = False
     event = active[0] if active else None
     body = _trigger_body(params)
@@ -430,7 +430,7 @@ def xmatters_triggered(module, service):
 def xmatters_resolved(module, service):
     params = module.params
     key = params["incident_key"]
-    active = service.find_events(params["key_property"], key, status="ACTIVE")
+    active = service.find_open_events(params["key_property"], key)
     result = {"event": None}
     changed = False
     diff = {"before": {}, "after": {}}
@@ -443,7 +443,8 @@ def xmatters_resolved(module, service):
         result["annotation_added"] = bool(added)
         changed = changed or result["annotation_added"]
     if active:
-        diff["before"] = {"incident_key": key, "status": "ACTIVE", "eventIds": [e.get("eventId") for e in active]}
+        diff["before"] = {"incident_key": key, "status": [e.get("status") for e in active],
+                          "eventIds": [e.get("eventId") for e in active]}
         diff["after"] = {"incident_key": key, "status": "TERMINATED", "eventIds": [e.get("eventId") for e in active]}
         changed = True
         for event in active:

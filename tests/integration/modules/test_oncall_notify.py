@@ -92,7 +92,7 @@ def test_xmatters_resolve_check_apply_rerun(sandbox, sandbox_env, playbook):
     assert run.rc == 0, run.stdout
     predicted, resolved, again = run["predict resolve"], run["resolve"], run["resolve again"]
     assert predicted["changed"] is True and predicted["event"]["status"] == "TERMINATED"
-    assert predicted["diff"]["before"]["status"] == "ACTIVE"
+    assert predicted["diff"]["before"]["status"] == ["ACTIVE"]
     assert resolved["changed"] is True and resolved["event"]["status"] == "TERMINATED"
     assert resolved["annotation_added"] is True
     assert again["changed"] is False and again["annotation_added"] is False
@@ -106,12 +106,11 @@ def test_xmatters_resolve_check_apply_rerun(sandbox, sandbox_env, playbook):
 
 
 def _respond_when_paged(sandbox, response, stop):
-    """Play the responder: wait (bounded) until the event exists, then pick a response option."""
+    """Play the responder: once the module reads deliveries for the event (it is waiting), pick an option."""
     deadline = time.monotonic() + 30
     while not stop.is_set() and time.monotonic() < deadline:
         events = xm_events(sandbox.state())
-        if events:
-            time.sleep(0.5)  # let the module start waiting
+        if events and sandbox.requests("/xmatters/api/xm/1/events/*/user-deliveries"):
             sandbox.call("POST", "/_sandbox/xmatters/respond",
                          {"event": events[0]["id"], "recipient": "oncall.secondary", "response": response,
                           "annotation": "on it"})
@@ -134,6 +133,8 @@ def test_xmatters_waits_for_the_responder(sandbox, sandbox_env, playbook):
     assert result["response"] == "Clean up" and result["responder"] == "oncall.secondary"
     answered = [n for n in result["notified"] if n["response"]]
     assert [n["recipient"] for n in answered] == ["oncall.secondary"]
+    # the module was already polling before the answer came: it read the deliveries more than once
+    assert len(sandbox.requests("/xmatters/api/xm/1/events/*/user-deliveries")) >= 2
     assert_clean(run)
 
 

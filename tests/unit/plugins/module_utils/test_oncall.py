@@ -140,6 +140,12 @@ def test_find_events_keeps_exact_key_matches_newest_first():
     assert client.calls[0][2]["status"] == "ACTIVE" and client.calls[0][2]["propertyValue"] == "dt-P-1"
 
 
+def test_open_events_are_active_or_suspended():
+    events = [{"id": s, "status": s, "properties": {"k": "v"}} for s in ("ACTIVE", "SUSPENDED", "TERMINATED")]
+    service = oncall.XMatters(FakeClient(gets={"/api/xm/1/events": [page(events)]}), "t")
+    assert sorted(e["id"] for e in service.find_open_events("k", "v")) == ["ACTIVE", "SUSPENDED"]
+
+
 def test_wait_for_request_polls_until_the_event_exists():
     clock = Clock()
     client = FakeClient(gets={"/api/xm/1/events": [page([]), page([]), page([{"id": "e1"}])]})

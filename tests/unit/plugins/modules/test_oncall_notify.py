@@ -79,8 +79,11 @@ class FakeXMatters(object):
         self.answer = answer
         self.writes = []
 
+    def find_open_events(self, key_property, incident_key):
+        return self.active
+
     def find_events(self, key_property, incident_key, status=None):
-        return self.active if status == "ACTIVE" else self.any_status
+        return self.any_status
 
     def trigger(self, body):
         self.writes.append(("trigger", body))
@@ -164,7 +167,7 @@ def test_resolve_terminates_active_events_and_is_idempotent():
     service = FakeXMatters(active=[EVENT])
     changed, result, diff = oncall_notify.run(xm_module(state="resolved"), service)
     assert changed is True and service.writes == [("status", "uuid-1", "TERMINATED")]
-    assert diff["before"]["status"] == "ACTIVE" and diff["after"]["status"] == "TERMINATED"
+    assert diff["before"]["status"] == ["ACTIVE"] and diff["after"]["status"] == "TERMINATED"
     terminated = dict(EVENT, status="TERMINATED")
     service = FakeXMatters(any_status=[terminated])
     changed, result, diff = oncall_notify.run(xm_module(state="resolved"), service)
