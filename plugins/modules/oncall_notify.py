@@ -435,7 +435,7 @@ def xmatters_resolved(module, service):
     changed = False
     diff = {"before": {}, "after": {}}
     target = active[0] if active else None
-    if target is None and params["comment"] is not None:
+    if target is None:  # nothing open: report (and annotate) the latest event with that key, if any
         latest = service.find_events(params["key_property"], key)
         target = latest[0] if latest else None
     if params["comment"] is not None:

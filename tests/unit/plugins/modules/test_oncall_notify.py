@@ -171,7 +171,7 @@ def test_resolve_terminates_active_events_and_is_idempotent():
     terminated = dict(EVENT, status="TERMINATED")
     service = FakeXMatters(any_status=[terminated])
     changed, result, diff = oncall_notify.run(xm_module(state="resolved"), service)
-    assert changed is False and service.writes == [] and result["event"] is None
+    assert changed is False and service.writes == [] and result["event"]["status"] == "TERMINATED"
     changed, result, diff = oncall_notify.run(xm_module(state="resolved", comment="done"), service)
     assert changed is True and result["event"]["status"] == "TERMINATED"
     assert service.writes == [("annotate", "uuid-1", "[selfheal.devops] done")]
@@ -181,6 +181,11 @@ def test_resolve_in_check_mode_writes_nothing():
     service = FakeXMatters(active=[EVENT])
     changed, result, diff = oncall_notify.run(xm_module(check_mode=True, state="resolved", comment="done"), service)
     assert changed is True and service.writes == [] and result["event"]["status"] == "TERMINATED"
+
+
+def test_resolve_without_any_event_is_not_a_change():
+    changed, result, diff = oncall_notify.run(xm_module(state="resolved", comment="done"), FakeXMatters())
+    assert changed is False and result == {"event": None, "annotation_added": False}
 
 
 def test_xmatters_has_no_acknowledge():
