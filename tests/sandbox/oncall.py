@@ -9,7 +9,6 @@ import asyncio
 import base64
 import binascii
 import datetime
-import fnmatch
 import json
 import re
 import time
@@ -770,12 +769,6 @@ async def admin_pd_config(request):
         state["config"].update(body)
         request.app[SANDBOX].pd_windows = {}
     return web.json_response(state["config"])
-
-
-def find_alerts(state, dedup_key=None, pattern=None):
-    """Helper for tests reading a state dump."""
-    return [a for a in state["pagerduty"]["alerts"]
-            if (dedup_key is None or a["dedup_key"] == dedup_key) and (pattern is None or fnmatch.fnmatch(a["dedup_key"], pattern))]
 
 
 # =================================================================================================
