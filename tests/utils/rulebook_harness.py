@@ -60,6 +60,7 @@ class Activation(object):
 
     def __init__(self, rulebook, collections_path, variables=None, inventory=None, env=None, workdir=None, verbosity=1):
         self.workdir = workdir or tempfile.mkdtemp(prefix="selfheal-eda-")
+        os.makedirs(self.workdir, exist_ok=True)
         self.collections_path = collections_path
         self.rulebook_path = self._write("rulebook.yml", rulebook)
         self.vars_path = self._write("vars.yml", variables or {})

@@ -46,6 +46,16 @@ async def test_xmatters_response_becomes_one_event(source):
         "event_id": "981006"}
 
 
+async def test_xmatters_callback_as_the_outbound_integration_sends_it(source):
+    body = {"recipient": "oncall.primary", "device": "Work Email", "response": "Roll back", "annotation": "null",
+            "date": "2026-11-23T22:40:01.120+0000", "eventIdentifier": 981001,
+            "eventProperties": [{"selfheal_incident_key": "dt-P-9"}, {"summary": "slow"}]}
+    status, dummy, dummy_headers = await post(source.base + "/cb", body, headers={"Authorization": "Bearer s3cret-token"})
+    assert status == 202
+    oncall = source.events()[0]["oncall"]
+    assert (oncall["incident_key"], oncall["response"], oncall["event_id"], oncall["annotation"]) == ("dt-P-9", "Roll back", "981001", None)
+
+
 async def test_pagerduty_v3_webhook(source):
     status, dummy, dummy_headers = await post(source.base + "/cb", PD_ACK, headers={"Authorization": "Bearer s3cret-token"})
     assert status == 202

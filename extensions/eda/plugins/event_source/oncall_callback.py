@@ -153,15 +153,23 @@ def parse_xmatters(payload, key_property):
     if not response or not event_id:
         raise ValueError("not an xMatters response callback: response and eventIdentifier/eventId are required")
     properties = payload.get("eventProperties") or payload.get("properties") or {}
-    if isinstance(properties, list):  # [{"name": ..., "value": ...}] as some integrations send them
-        properties = {item.get("name"): item.get("value") for item in properties if isinstance(item, dict)}
+    if isinstance(properties, list):
+        # Outbound integrations send a list: one-key objects ([{"key": "value"}]) or {"name", "value"} pairs.
+        merged = {}
+        for item in properties:
+            if isinstance(item, dict) and set(item) == {"name", "value"}:
+                merged[item["name"]] = item["value"]
+            elif isinstance(item, dict):
+                merged.update(item)
+        properties = merged
+    annotation = payload.get("annotation")
     return {
         "provider": "xmatters",
         "incident_key": _property(properties, key_property),
         "response": str(response),
         "responder": _person(payload.get("recipient") or payload.get("responder") or payload.get("user")),
         "event_id": str(event_id),
-        "annotation": payload.get("annotation"),
+        "annotation": None if annotation in (None, "", "null") else annotation,
     }
 
 
