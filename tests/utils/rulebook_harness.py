@@ -58,7 +58,8 @@ def http_ok(url):
 class Activation(object):
     """One ansible-rulebook process running a rulebook; its output goes to a log file (no pipe deadlocks)."""
 
-    def __init__(self, rulebook, collections_path, variables=None, inventory=None, env=None, workdir=None, verbosity=1):
+    def __init__(self, rulebook, collections_path, variables=None, inventory=None, env=None, workdir=None, verbosity=1,
+                 print_events=True):
         self.workdir = workdir or tempfile.mkdtemp(prefix="selfheal-eda-")
         os.makedirs(self.workdir, exist_ok=True)
         self.collections_path = collections_path
@@ -69,6 +70,7 @@ class Activation(object):
         self.log_path = os.path.join(self.workdir, "ansible-rulebook.log")
         self.env = env or {}
         self.verbosity = verbosity
+        self.print_events = print_events
         self.process = None
         self._log = None
 
@@ -93,7 +95,7 @@ class Activation(object):
         })
         env.update(self.env)
         command = [os.path.join(BIN, "ansible-rulebook"), "-r", self.rulebook_path, "-i", self.inventory_path,
-                   "-e", self.vars_path, "--print-events"] + ["-v"] * self.verbosity
+                   "-e", self.vars_path] + (["--print-events"] if self.print_events else []) + ["-v"] * self.verbosity
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         cwd=self.workdir, start_new_session=True)

@@ -6,7 +6,8 @@
 One place for what every inbound webhook needs: argument validation, bearer-token and HMAC
 authentication (constant-time compares), TLS and mutual TLS, body-size and content-type limits, JSON
 decoding, and back-pressure (503 + Retry-After when the rulebook's queue is full). A source supplies a
-`handle(payload)` coroutine that returns an (HTTP status, JSON body) pair and puts events on the queue.
+`handle(payload, emit)` coroutine that returns an (HTTP status, JSON body) pair and calls emit(event) for
+each event; the HTTP server runs on its own thread and loop (see _ServerThread).
 """
 
 import asyncio
@@ -16,6 +17,7 @@ import hmac
 import json
 import logging
 import ssl
+import threading
 
 from aiohttp import web
 
@@ -120,8 +122,8 @@ def authenticate(config, headers, body):
     return None
 
 
-def build_app(config, queue, handle):
-    """The aiohttp application: every check runs before `handle(payload)` sees a byte of input."""
+def build_app(config, queue, handle, emit):
+    """The aiohttp application: every check runs before `handle(payload, emit)` sees a byte of input."""
 
     async def receive(request):
         if request.content_length is not None and request.content_length > config.max_body_bytes:
@@ -143,7 +145,7 @@ def build_app(config, queue, handle):
             return _error(400, "body must be a JSON object")
         if pending(queue) >= config.max_pending:
             return _error(503, "too many pending events", headers={"Retry-After": str(config.retry_after)})
-        status, answer = await handle(payload)
+        status, answer = await handle(payload, emit)
         return web.json_response(answer, status=status)
 
     async def health(request):
@@ -155,17 +157,73 @@ def build_app(config, queue, handle):
     return app
 
 
-async def serve(config, queue, handle, on_ready=None):
-    """Serve the webhook until cancelled (the rulebook stops the source by cancelling its task)."""
-    runner = web.AppRunner(build_app(config, queue, handle), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=config.ssl_context())
-    await site.start()
-    if on_ready is not None:
-        on_ready(runner.addresses[0][1])
-    LOGGER.info("listening on %s://%s:%s%s", "https" if config.certfile else "http", config.host,
-                runner.addresses[0][1], config.path)
+class _ServerThread(object):
+    """The webhook's own event loop in its own thread.
+
+    ansible-rulebook evaluates rules synchronously on the loop that runs the source; serving HTTP from a
+    separate loop keeps accept latency low while the rules engine works. Events cross over with
+    call_soon_threadsafe, in order.
+    """
+
+    def __init__(self, config, queue, handle, emit):
+        self.config = config
+        self.app = build_app(config, queue, handle, emit)
+        self.loop = None
+        self.runner = None
+        self.port = None
+        self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
+        self.started = threading.Event()
+        self.error = None
+
+    def _run(self):
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = exc
+            self.started.set()
+            return
+        self.started.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.runner.cleanup())
+            self.loop.close()
+
+    async def _start(self):
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context())
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    def start(self):
+        self.thread.start()
+        self.started.wait()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self):
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+async def serve(config, queue, handle):
+    """Serve the webhook until cancelled (the rulebook stops the source by cancelling its task).
+
+    handle(payload, emit) returns (HTTP status, JSON body) and calls emit(event) for each event to queue.
+    """
+    main_loop = asyncio.get_running_loop()
+
+    def emit(event):
+        main_loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    server = _ServerThread(config, queue, handle, emit)
+    await main_loop.run_in_executor(None, server.start)
+    LOGGER.info("listening on %s://%s:%s%s", "https" if config.certfile else "http", config.host, server.port, config.path)
     try:
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        server.stop()

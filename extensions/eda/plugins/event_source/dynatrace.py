@@ -278,8 +278,8 @@ def make_event(problem, transition, intake, raw=None, include_raw=False):
 
 # --- webhook intake ------------------------------------------------------------------------------
 
-def webhook_handler(queue, tracker, include_raw):
-    async def handle(payload):
+def webhook_handler(tracker, include_raw):
+    async def handle(payload, emit):
         try:
             problem = dt.normalize_notification(payload)
         except ValueError as exc:
@@ -288,7 +288,7 @@ def webhook_handler(queue, tracker, include_raw):
         if transition is None:
             return 202, {"status": "duplicate", "problem": problem["id"]}
         tracker.save()
-        await queue.put(make_event(problem, transition, "webhook", payload, include_raw))
+        emit(make_event(problem, transition, "webhook", payload, include_raw))
         return 202, {"status": "accepted", "problem": problem["id"], "transition": transition}
 
     return handle
@@ -465,7 +465,7 @@ async def main(queue, args):
     include_raw = bool(args.get("include_raw", False))
     if mode == "webhook":
         config = webhook.WebhookConfig(args, default_path="/dynatrace/problems")
-        await webhook.serve(config, queue, webhook_handler(queue, tracker, include_raw))
+        await webhook.serve(config, queue, webhook_handler(tracker, include_raw))
     elif mode == "poll":
         await Poller(PollConfig(args), queue, tracker, include_raw).run()
     else:
@@ -475,8 +475,11 @@ async def main(queue, args):
 if __name__ == "__main__":
     # Manual run: print events as they arrive, e.g. `python dynatrace.py 8080 TOKEN`.
     class PrintQueue(asyncio.Queue):
-        async def put(self, item):
+        def put_nowait(self, item):
             print(json.dumps(item, indent=2), flush=True)
+
+        async def put(self, item):
+            self.put_nowait(item)
 
         def qsize(self):
             return 0

@@ -195,8 +195,8 @@ def parse(payload, key_property):
     return parse_xmatters(payload, key_property)
 
 
-def callback_handler(queue, key_property, seen):
-    async def handle(payload):
+def callback_handler(key_property, seen):
+    async def handle(payload, emit):
         try:
             oncall = parse(payload, key_property)
         except ValueError as exc:
@@ -209,7 +209,7 @@ def callback_handler(queue, key_property, seen):
             for old in list(seen)[:50000]:
                 seen.discard(old)
         oncall["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        await queue.put({"oncall": oncall})
+        emit({"oncall": oncall})
         return 202, {"status": "accepted", "response": oncall["response"]}
 
     return handle
@@ -218,13 +218,16 @@ def callback_handler(queue, key_property, seen):
 async def main(queue, args):
     config = webhook.WebhookConfig(args, default_path="/oncall/callback", default_max_body=262144)
     key_property = str(args.get("incident_key_property", "selfheal_incident_key"))
-    await webhook.serve(config, queue, callback_handler(queue, key_property, set()))
+    await webhook.serve(config, queue, callback_handler(key_property, set()))
 
 
 if __name__ == "__main__":
     class PrintQueue(asyncio.Queue):
-        async def put(self, item):
+        def put_nowait(self, item):
             print(json.dumps(item, indent=2), flush=True)
+
+        async def put(self, item):
+            self.put_nowait(item)
 
         def qsize(self):
             return 0
