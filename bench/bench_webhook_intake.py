@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Webhook intake of the selfheal.devops.dynatrace source, side by side with its ceiling.
 
 Three servers on 127.0.0.1, measured one after the other in the same run with the same load:
@@ -198,8 +197,8 @@ def main():
         json.dump(report, handle, indent=2)
     print("%-9s %10s %9s %9s %9s %14s" % ("server", "req/s", "p50 ms", "p99 ms", "max ms", "ceiling/x"))
     for name, row in figures.items():
-        print("%-9s %10.0f %9.2f %9.2f %9.2f %14.2f  %s" % (name, row["per_second"], row["p50_ms"], row["p99_ms"],
-                                                           row["max_ms"], row["ceiling_ratio"], row["statuses"]))
+        values = (name, row["per_second"], row["p50_ms"], row["p99_ms"], row["max_ms"], row["ceiling_ratio"], row["statuses"])
+        print("%-9s %10.0f %9.2f %9.2f %9.2f %14.2f  %s" % values)
 
 
 if __name__ == "__main__":

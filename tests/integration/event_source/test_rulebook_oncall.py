@@ -65,7 +65,7 @@ def test_xmatters_response_callback_fires_its_rule(sandbox, activation):
         lambda: _respond(sandbox, request_id, "Restart"), timeout=15, what="the xMatters event to exist")
     assert answer.get("callback") or answer.get("delivered_to")
 
-    fired = rulebook_harness.wait_until(lambda: (activation.out / "restart").exists(), timeout=60, what="the rule to fire")
+    fired = rulebook_harness.wait_until((activation.out / "restart").exists, timeout=60, what="the rule to fire")
     assert fired
     assert (activation.out / "restart").read_text().split()[:2] == ["xmatters", "dt-P-4242"]
     assert not (activation.out / "ignore").exists()

@@ -28,7 +28,8 @@ NOTIFICATION = {
 }
 
 
-async def post(base, body, headers=AUTH):
+async def post(base, body, headers=None):
+    headers = AUTH if headers is None else headers
     async with aiohttp.ClientSession() as session:
         async with session.post(base + "/dynatrace/problems", json=body, headers=headers) as response:
             return response.status, await response.json()

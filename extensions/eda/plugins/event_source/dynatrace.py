@@ -212,8 +212,8 @@ TRANSITIONS = ("opened", "updated", "closed")
 def fingerprint(problem, raw=None):
     """What makes two deliveries of one problem 'the same': its normalised content plus the evidence that
     did not come from this collection (its own events and comments must not look like news)."""
-    content = {k: problem.get(k) for k in ("status", "title", "severity", "impact", "entities", "root_cause",
-                                            "tags", "management_zones")}
+    keys = ("status", "title", "severity", "impact", "entities", "root_cause", "tags", "management_zones")
+    content = {k: problem.get(k) for k in keys}
     content["evidence"] = sorted(dt.foreign_evidence(raw or {}))
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
