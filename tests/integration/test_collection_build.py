@@ -23,7 +23,7 @@ def test_build_is_clean_and_installs(tmp_path):
         assert expected in names, expected
 
     install_root = tmp_path / "collections"
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(install_root), str(tarballs[0])],
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(install_root), str(tarballs[0])],
                    check=True, capture_output=True, text=True)
     installed = install_root / "ansible_collections" / "selfheal" / "devops"
     assert (installed / "MANIFEST.json").exists()
