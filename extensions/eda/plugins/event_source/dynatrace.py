@@ -97,6 +97,10 @@ options:
         buffering without bound.
     type: int
     default: 1000
+  retry_after:
+    description: Webhook mode. Seconds sent in C(Retry-After) with a 503 answer.
+    type: int
+    default: 5
   url:
     description:
       - Poll mode. Dynatrace environment URL (C(/api/v2) is appended). Falls back to E(DYNATRACE_URL).
@@ -133,6 +137,10 @@ options:
   ca_path:
     description: Poll mode. CA bundle to verify the Dynatrace certificate with.
     type: path
+  timeout:
+    description: Poll mode. Seconds one API request may take.
+    type: int
+    default: 30
   state_file:
     description:
       - JSON file remembering the last state emitted per problem (and the last poll time), written

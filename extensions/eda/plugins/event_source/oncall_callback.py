@@ -84,6 +84,10 @@ options:
     description: Events waiting for the rulebook above which callbacks are answered 503 with C(Retry-After).
     type: int
     default: 1000
+  retry_after:
+    description: Seconds sent in C(Retry-After) with a 503 answer.
+    type: int
+    default: 5
   incident_key_property:
     description: xMatters event property holding the incident key (as sent by M(selfheal.devops.oncall_notify)).
     type: str
