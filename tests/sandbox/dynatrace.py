@@ -509,7 +509,7 @@ def render(template, problem, base_url):
     url = "%s%s/#problems/problemdetails;pid=%s" % (base_url or "", PREFIX, problem["problemId"])
     details_v1 = {"ID": problem["problemId"], "displayName": number, "status": problem["status"],
                   "startTime": problem["startTime"], "endTime": problem["endTime"], "tagsOfAffectedEntities": tags}
-    details_v2 = {k: v for k, v in problem.items()}
+    details_v2 = dict(problem)
     strings = {"ProblemID": number, "PID": problem["problemId"], "ProblemTitle": problem["title"],
                "State": "OPEN" if problem["status"] == "OPEN" else "RESOLVED",
                "ProblemSeverity": problem["severityLevel"], "ProblemImpact": problem["impactLevel"], "ProblemURL": url,
