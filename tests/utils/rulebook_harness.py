@@ -63,7 +63,9 @@ class Activation(object):
         self.workdir = workdir or tempfile.mkdtemp(prefix="selfheal-eda-")
         os.makedirs(self.workdir, exist_ok=True)
         self.collections_path = collections_path
-        self.rulebook_path = self._write("rulebook.yml", rulebook)
+        # A rulebook given by name (selfheal.devops.self_healing) is loaded from the installed collection.
+        is_name = isinstance(rulebook, str) and "\n" not in rulebook and rulebook.count(".") == 2
+        self.rulebook_path = rulebook if is_name else self._write("rulebook.yml", rulebook)
         self.vars_path = self._write("vars.yml", variables or {})
         self.inventory_path = self._write("inventory.yml", inventory or {
             "all": {"hosts": {"localhost": {"ansible_connection": "local"}}}})

@@ -2,104 +2,16 @@
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import textwrap
-import time
-import urllib.request
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-BIN = os.path.join(ROOT, ".venv", "bin")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %.0f s" % timeout)
-
-
-def healthy(port):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with open("/proc/%d/stat" % pid) as handle:
-        return handle.read().split()[2] != "Z"
-
-
-class Supervisor(object):
-    """A private supervisord with a web program (dies when killed, no autorestart) and a program that dies at once."""
-
-    def __init__(self, workdir, port):
-        self.workdir = str(workdir)
-        self.port = port
-        self.conf = os.path.join(self.workdir, "supervisord.conf")
-        with open(self.conf, "w") as handle:
-            handle.write(textwrap.dedent("""\
-                [unix_http_server]
-                file={d}/supervisor.sock
-                [supervisord]
-                logfile={d}/supervisord.log
-                pidfile={d}/supervisord.pid
-                childlogdir={d}
-                [rpcinterface:supervisor]
-                supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-                [supervisorctl]
-                serverurl=unix://{d}/supervisor.sock
-                [program:web]
-                command={py} -m http.server {port} --bind 127.0.0.1
-                directory={d}
-                autostart=true
-                autorestart=false
-                startsecs=1
-                [program:dying]
-                command={py} -c "import sys; sys.exit(3)"
-                autostart=false
-                autorestart=false
-                startsecs=1
-                startretries=0
-                """).format(d=self.workdir, py=sys.executable, port=port))
-        subprocess.run([os.path.join(BIN, "supervisord"), "-c", self.conf], check=True)
-        wait_until(lambda: "RUNNING" in self.ctl("status", "web").stdout and healthy(port))
-        with open(os.path.join(self.workdir, "supervisord.pid")) as handle:
-            self.daemon_pid = int(handle.read())
-
-    def ctl(self, *args):
-        return subprocess.run([os.path.join(BIN, "supervisorctl"), "-c", self.conf] + list(args),
-                              capture_output=True, text=True, check=False)
-
-    def pid(self, program):
-        return int(self.ctl("pid", program).stdout.strip() or 0)
-
-    def stop(self):
-        self.ctl("shutdown")
-        wait_until(lambda: not os.path.exists("/proc/%d" % self.daemon_pid) or not alive(self.daemon_pid), timeout=15)
+from estate import Supervisor, alive, free_port, healthy, kill, wait_until  # tests/utils/estate.py
 
 
 @pytest.fixture
 def supervisor(tmp_path):
-    sup = Supervisor(tmp_path, free_port())
+    sup = Supervisor(tmp_path)
     yield sup
     sup.stop()
 
@@ -125,21 +37,10 @@ def outcome(run):
 
 
 def supervisor_vars(sup, tmp_path, **extra):
-    variables = {
-        "process_restart_name": "web",
-        "process_restart_supervisorctl": os.path.join(BIN, "supervisorctl"),
-        "process_restart_supervisor_config": sup.conf,
-        "process_restart_health_url": "http://127.0.0.1:%d/" % sup.port,
-        "process_restart_health_timeout": 10,
-        "process_restart_state_dir": str(tmp_path / "state"),
-    }
+    variables = dict(sup.role_vars(), process_restart_name="web", process_restart_health_timeout=10,
+                     process_restart_state_dir=str(tmp_path / "state"))
     variables.update(extra)
     return variables
-
-
-def kill(pid):
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not alive(pid))
 
 
 def test_supervisor_program_comes_back_with_a_new_pid(playbook, supervisor, tmp_path):

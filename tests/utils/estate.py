@@ -1,0 +1,107 @@
+"""Real local targets for tests and the demo: a private supervisord running a small web service."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("%s not met within %.0f s" % (what, timeout))
+
+
+def healthy(port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def kill(pid):
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), what="process %d to die" % pid)
+
+
+class Supervisor(object):
+    """A private supervisord: program `web` (an HTTP server that stays dead when killed) and `dying` (exits at once)."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = str(workdir)
+        self.port = port or free_port()
+        self.conf = os.path.join(self.workdir, "supervisord.conf")
+        with open(self.conf, "w") as handle:
+            handle.write(textwrap.dedent("""\
+                [unix_http_server]
+                file={d}/supervisor.sock
+                [supervisord]
+                logfile={d}/supervisord.log
+                pidfile={d}/supervisord.pid
+                childlogdir={d}
+                [rpcinterface:supervisor]
+                supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+                [supervisorctl]
+                serverurl=unix://{d}/supervisor.sock
+                [program:web]
+                command={py} -m http.server {port} --bind 127.0.0.1
+                directory={d}
+                autostart=true
+                autorestart=false
+                startsecs=1
+                [program:dying]
+                command={py} -c "import sys; sys.exit(3)"
+                autostart=false
+                autorestart=false
+                startsecs=1
+                startretries=0
+                """).format(d=self.workdir, py=sys.executable, port=self.port))
+        subprocess.run([os.path.join(BIN, "supervisord"), "-c", self.conf], check=True)
+        wait_until(lambda: "RUNNING" in self.ctl("status", "web").stdout and healthy(self.port), what="supervisord")
+        with open(os.path.join(self.workdir, "supervisord.pid")) as handle:
+            self.daemon_pid = int(handle.read())
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(BIN, "supervisorctl"), "-c", self.conf] + list(args),
+                              capture_output=True, text=True, check=False)
+
+    def pid(self, program="web"):
+        text = self.ctl("pid", program).stdout.strip()
+        return int(text) if text.isdigit() else 0
+
+    def role_vars(self):
+        """process_restart settings for this supervisor."""
+        return {"process_restart_supervisorctl": os.path.join(BIN, "supervisorctl"),
+                "process_restart_supervisor_config": self.conf,
+                "process_restart_health_url": "http://127.0.0.1:%d/" % self.port}
+
+    def stop(self):
+        self.ctl("shutdown")
+        wait_until(lambda: not alive(self.daemon_pid), timeout=15, what="supervisord to stop")
