@@ -83,11 +83,8 @@ build: venv ## build the collection tarball into build/
 	@mkdir -p build
 	$(BIN)/ansible-galaxy collection build --force --output-path build/ .
 
-demo: venv ## run the three self-healing scenarios end to end
-	@echo "make demo: the self-healing scenarios have not landed yet (issues 8 and 9)."
-	@echo "When they do, this target starts the API sandbox, a demo estate on 127.0.0.1 and ansible-rulebook,"
-	@echo "then plays the process-crash, full-disk and blue-green scenarios and prints each incident timeline."
-	@exit 2
+demo: venv collection system-deps ## run the self-healing scenarios end to end on 127.0.0.1
+	$(BIN)/python demo/run_demo.py
 
 bench: venv collection ## benchmarks (not in CI); writes bench/results and BENCHMARKS.md figures
 	@for script in bench/bench_*.py; do echo ">> $$script"; $(BIN)/python $$script || exit 1; done

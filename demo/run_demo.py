@@ -1,0 +1,130 @@
+"""make demo: the self-healing loop on this machine, with nothing but the clone.
+
+Starts, all on 127.0.0.1: the SaaS API sandbox (Dynatrace, xMatters, ...), a demo estate (a web service
+under supervisord on host "web-01"), and ansible-rulebook running the collection's self_healing rulebook
+with the collection installed from its tarball. Then it plays each scenario and prints the incident's
+timeline and the time from detection to healthy. Everything it started is stopped on exit, Ctrl-C or failure.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox")]
+
+import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
+import credentials  # noqa: E402
+import estate  # noqa: E402
+import rulebook_harness  # noqa: E402
+
+TOKEN = "demo-webhook-token"
+NOT_YET = (("full disk (temp-file cleanup)", "the tempfile_cleanup module and role are not built yet"),
+           ("slow service after a blue-green release", "the bluegreen_switch role and keptn_rollback are not built yet"))
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def step(text):
+    say("%s  %s" % (time.strftime("%H:%M:%S"), text))
+
+
+def print_timeline(key, path, detected, healed):
+    with open(path) as handle:
+        records = json.load(handle)["records"]
+    say("\n  Incident %s" % key)
+    say("  %-27s %-22s %-10s %-9s %s" % ("time (UTC)", "step", "system", "result", "took"))
+    for record in records:
+        say("  %-27s %-22s %-10s %-9s %.2f s" % (record["time"], record["step"], record["system"], record["result"],
+                                                  record["duration"]))
+    say("  detection -> healthy: %.1f s\n" % (healed - detected))
+
+
+def process_crash(sandbox, loop, supervisor):
+    say("\n== Scenario 1: process crash -> restart ==")
+    old = supervisor.pid()
+    estate.kill(old)
+    estate.wait_until(lambda: supervisor.pid() == 0, what="supervisor to see the crash")
+    step("killed the web service (PID %d); Dynatrace detects it and notifies the rulebook" % old)
+    detected = time.time()
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Process unavailable: web", "severity": "AVAILABILITY",
+        "entities": [{"type": "HOST", "name": "web-01"}], "tags": {"process": "web", "app": "checkout"}})
+    key = "dt-" + problem["displayId"]
+    path = os.path.join(loop.workdir, "incidents", key + ".json")
+
+    def resolved():
+        if not os.path.exists(path):
+            return False
+        with open(path) as handle:
+            return any(r["step"] == "resolve page" for r in json.load(handle)["records"])
+
+    estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
+                      what="the service to come back")
+    healed = time.time()
+    step("web service healthy again with PID %d" % supervisor.pid())
+    estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
+    status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
+    step("incident resolved; Dynatrace problem %s is %s" % (problem["displayId"], status))
+    print_timeline(key, path, detected, healed)
+
+
+def main():
+    workdir = tempfile.mkdtemp(prefix="selfheal-demo-")
+    started = time.time()
+    sandbox = supervisor = activation = None
+    try:
+        step("building and installing the collection from its tarball")
+        collections = rulebook_harness.install_collection(workdir)
+        sandbox = conftest.start_sandbox()
+        step("sandbox (Dynatrace, Jira, Slack, xMatters, PagerDuty, Keptn APIs) at %s  (state: %s/_sandbox/state)"
+             % (sandbox.url, sandbox.url))
+        supervisor = estate.Supervisor(workdir)
+        step("demo estate: web service on http://127.0.0.1:%d/ under supervisord, host web-01" % supervisor.port)
+        port = rulebook_harness.free_port()
+        inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": dict(
+            supervisor.role_vars(), ansible_python_interpreter=os.path.join(rulebook_harness.BIN, "python"),
+            process_restart_state_dir=os.path.join(workdir, "restarts"), process_restart_health_timeout=15,
+            incident_oncall_provider="xmatters", incident_oncall_groups=["Ops Primary"],
+            incident_timeline_dir=os.path.join(workdir, "incidents"))}}
+        variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
+                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json")}
+        activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
+                                                 inventory=inventory, env=credentials.environment(sandbox.url),
+                                                 workdir=os.path.join(workdir, "eda"), print_events=False)
+        activation.workdir = workdir
+        activation.start()
+        activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=120)
+        step("ansible-rulebook is running selfheal.devops.self_healing (webhook on 127.0.0.1:%d)" % port)
+        sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
+            "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
+
+        process_crash(sandbox, activation, supervisor)
+        for number, (name, reason) in enumerate(NOT_YET, start=2):
+            say("== Scenario %d: %s: not run: %s ==" % (number, name, reason))
+        say("\nDemo finished in %.0f s. Logs: %s" % (time.time() - started, workdir))
+        return 0
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - report, clean up, fail
+        say("\nDEMO FAILED: %s" % exc)
+        if activation is not None:
+            say(activation.output()[-3000:])
+        return 1
+    finally:
+        step("stopping everything the demo started")
+        if activation is not None:
+            activation.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        if sandbox is not None:
+            conftest.stop_sandbox(sandbox)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
