@@ -39,8 +39,8 @@ def print_timeline(key, path, detected, healed):
     say("\n  Incident %s" % key)
     say("  %-27s %-22s %-10s %-9s %s" % ("time (UTC)", "step", "system", "result", "took"))
     for record in records:
-        say("  %-27s %-22s %-10s %-9s %.2f s" % (record["time"], record["step"], record["system"], record["result"],
-                                                  record["duration"]))
+        values = (record["time"], record["step"], record["system"], record["result"], record["duration"])
+        say("  %-27s %-22s %-10s %-9s %.2f s" % values)
     say("  detection -> healthy: %.1f s\n" % (healed - detected))
 
 
