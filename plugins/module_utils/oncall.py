@@ -199,17 +199,22 @@ class XMatters(object):
         return request_id
 
     def wait_for_request(self, request_id, timeout, interval):
-        """The event created for requestId, polling until it exists or timeout seconds pass."""
+        """The event created for requestId, polling until it exists or timeout seconds pass.
+
+        xMatters usually creates the event within a second: polls start at 0.2 s and double up to interval.
+        """
         deadline = self.clock() + timeout
+        delay = min(0.2, interval)
         while True:
             events = self._collect(XM_API + "/events", {"requestId": request_id, "embed": "properties"})
             if events:
                 return events[0]
-            if self.clock() + interval > deadline:
+            if self.clock() + delay > deadline:
                 raise UnexpectedResponse(
                     "xMatters accepted the trigger (requestId %s) but no event appeared within %.0f s; "
                     "check the workflow's flow or form" % (request_id, timeout))
-            self.sleep(interval)
+            self.sleep(delay)
+            delay = min(delay * 2, interval)
 
     def set_status(self, event_uuid, status):
         return self.client.post(XM_API + "/events", json_body={"id": event_uuid, "status": status}).json
