@@ -44,12 +44,15 @@ def print_timeline(key, path, detected, healed):
     say("  detection -> healthy: %.1f s\n" % (healed - detected))
 
 
-def process_crash(sandbox, loop, supervisor):
-    say("\n== Scenario 1: process crash -> restart ==")
+def process_crash(sandbox, loop, supervisor, quiet=False):
+    """Kill the service, have Dynatrace report it, wait until healed and resolved; returns the timings."""
+    if not quiet:
+        say("\n== Scenario 1: process crash -> restart ==")
     old = supervisor.pid()
     estate.kill(old)
     estate.wait_until(lambda: supervisor.pid() == 0, what="supervisor to see the crash")
-    step("killed the web service (PID %d); Dynatrace detects it and notifies the rulebook" % old)
+    if not quiet:
+        step("killed the web service (PID %d); Dynatrace detects it and notifies the rulebook" % old)
     detected = time.time()
     problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
         "title": "Process unavailable: web", "severity": "AVAILABILITY",
@@ -66,42 +69,72 @@ def process_crash(sandbox, loop, supervisor):
     estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
                       what="the service to come back")
     healed = time.time()
-    step("web service healthy again with PID %d" % supervisor.pid())
+    if not quiet:
+        step("web service healthy again with PID %d" % supervisor.pid())
     estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
-    status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
-    step("incident resolved; Dynatrace problem %s is %s" % (problem["displayId"], status))
-    print_timeline(key, path, detected, healed)
+    finished = time.time()
+    if not quiet:
+        status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
+        step("incident resolved; Dynatrace problem %s is %s" % (problem["displayId"], status))
+        print_timeline(key, path, detected, healed)
+    with open(path) as handle:
+        records = json.load(handle)["records"]
+    return {"incident": key, "detected": detected, "healed": healed, "resolved": finished, "records": records}
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="selfheal-demo-")
-    started = time.time()
+def start_loop(workdir, max_restarts=3):
+    """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
+
+    max_restarts is the crash-loop guard's limit per 15 minutes (a benchmark that crashes the service many
+    times in a row raises it; otherwise the guard rightly escalates instead of restarting)."""
     sandbox = supervisor = activation = None
     try:
-        step("building and installing the collection from its tarball")
         collections = rulebook_harness.install_collection(workdir)
         sandbox = conftest.start_sandbox()
-        step("sandbox (Dynatrace, Jira, Slack, xMatters, PagerDuty, Keptn APIs) at %s  (state: %s/_sandbox/state)"
-             % (sandbox.url, sandbox.url))
         supervisor = estate.Supervisor(workdir)
-        step("demo estate: web service on http://127.0.0.1:%d/ under supervisord, host web-01" % supervisor.port)
         port = rulebook_harness.free_port()
         inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": dict(
             supervisor.role_vars(), ansible_python_interpreter=os.path.join(rulebook_harness.BIN, "python"),
             process_restart_state_dir=os.path.join(workdir, "restarts"), process_restart_health_timeout=15,
-            incident_oncall_provider="xmatters", incident_oncall_groups=["Ops Primary"],
-            incident_timeline_dir=os.path.join(workdir, "incidents"))}}
+            process_restart_max_attempts=max_restarts, incident_oncall_provider="xmatters",
+            incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"))}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
                      "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json")}
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
-        activation.workdir = workdir
+        activation.workdir, activation.port = workdir, port
         activation.start()
         activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=120)
-        step("ansible-rulebook is running selfheal.devops.self_healing (webhook on 127.0.0.1:%d)" % port)
         sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
+        return sandbox, supervisor, activation
+    except BaseException:
+        stop_loop(sandbox, supervisor, activation)
+        raise
+
+
+def stop_loop(sandbox, supervisor, activation):
+    if activation is not None:
+        activation.stop()
+    if supervisor is not None:
+        supervisor.stop()
+    if sandbox is not None:
+        conftest.stop_sandbox(sandbox)
+
+
+def main():
+    workdir = tempfile.mkdtemp(prefix="selfheal-demo-")
+    started = time.time()
+    parts = (None, None, None)
+    try:
+        step("building and installing the collection, starting the sandbox, the estate and ansible-rulebook")
+        parts = start_loop(workdir)
+        sandbox, supervisor, activation = parts
+        step("sandbox (Dynatrace, Jira, Slack, xMatters, PagerDuty, Keptn APIs) at %s  (state: %s/_sandbox/state)"
+             % (sandbox.url, sandbox.url))
+        step("demo estate: web service on http://127.0.0.1:%d/ under supervisord, host web-01" % supervisor.port)
+        step("ansible-rulebook is running selfheal.devops.self_healing (webhook on 127.0.0.1:%d)" % activation.port)
 
         process_crash(sandbox, activation, supervisor)
         for number, (name, reason) in enumerate(NOT_YET, start=2):
@@ -113,17 +146,12 @@ def main():
         return 130
     except Exception as exc:  # noqa: BLE001 - report, clean up, fail
         say("\nDEMO FAILED: %s" % exc)
-        if activation is not None:
-            say(activation.output()[-3000:])
+        if parts[2] is not None:
+            say(parts[2].output()[-3000:])
         return 1
     finally:
         step("stopping everything the demo started")
-        if activation is not None:
-            activation.stop()
-        if supervisor is not None:
-            supervisor.stop()
-        if sandbox is not None:
-            conftest.stop_sandbox(sandbox)
+        stop_loop(*parts)
 
 
 if __name__ == "__main__":

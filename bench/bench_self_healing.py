@@ -1,0 +1,78 @@
+"""Problem notification to healthy, per stage, for the process-crash scenario in auto mode.
+
+Real ansible-rulebook (collection installed from its tarball) with the self_healing rulebook, the sandbox
+playing Dynatrace and xMatters, and a web service under supervisord that is killed N times. Stages come from
+the incident timeline plus the bench's own clock:
+  intake+start   notification sent -> the playbook's first write began (source, rules engine, ansible-playbook
+                 start, problem re-read)
+  comment        "remediation started" comment on the problem
+  page           xMatters page (trigger, event lookup, on-call, deliveries)
+  restart        page done -> service healthy (crash-loop guard, supervisorctl, health checks)
+  resolve        healthy -> incident resolved (comment + close, page resolved, timeline)
+
+    .venv/bin/python bench/bench_self_healing.py [--runs 5]
+
+Writes bench/results/self_healing.json and prints a table.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "demo"))
+
+import run_demo  # noqa: E402
+
+
+def stamp(record):
+    end = datetime.datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return end.timestamp() - record["duration"], end.timestamp()
+
+
+def stages(run):
+    records = {r["step"]: r for r in run["records"]}
+    comment_start, comment_end = stamp(records["remediation started"])
+    dummy, page_end = stamp(records["page on-call"])
+    return {
+        "intake+start": comment_start - run["detected"],
+        "comment": comment_end - comment_start,
+        "page": records["page on-call"]["duration"],
+        "restart": run["healed"] - page_end,
+        "resolve": run["resolved"] - run["healed"],
+        "detection->healthy": run["healed"] - run["detected"],
+        "detection->resolved": run["resolved"] - run["detected"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="selfheal-bench-loop-")
+    parts = run_demo.start_loop(workdir, max_restarts=args.runs + 1)
+    try:
+        sandbox, supervisor, activation = parts
+        runs = [stages(run_demo.process_crash(sandbox, activation, supervisor, quiet=True)) for dummy in range(args.runs)]
+    finally:
+        run_demo.stop_loop(*parts)
+    summary = {name: {"median_s": round(statistics.median(r[name] for r in runs), 2),
+                      "max_s": round(max(r[name] for r in runs), 2)} for name in runs[0]}
+    report = {"benchmark": "self_healing_process_crash", "command": "python bench/bench_self_healing.py --runs %d" % args.runs,
+              "machine": "%d cores" % os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs], "summary": summary}
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "self_healing.json"), "w") as handle:
+        json.dump(report, handle, indent=2)
+    print("%-22s %10s %10s" % ("stage", "median s", "max s"))
+    for name, row in summary.items():
+        print("%-22s %10.2f %10.2f" % (name, row["median_s"], row["max_s"]))
+
+
+if __name__ == "__main__":
+    main()
