@@ -56,10 +56,14 @@ KEPTN = dict(
 SERVICES = dict(dynatrace=DYNATRACE, jira=JIRA, slack=SLACK, oncall=ONCALL, keptn=KEPTN)
 
 
-def argument_spec(service, **module_options):
-    """The full argument spec of a module: its service's connection options plus its own."""
+def argument_spec(service_options_of, **module_options):
+    """The full argument spec of a module: its service's connection options plus its own.
+
+    service_options_of names the service ("dynatrace", "jira", ...); it has an unusual name so that it cannot
+    collide with a module option such as keptn_rollback's `service`.
+    """
     spec = {}
-    spec.update(SERVICES[service])
+    spec.update(SERVICES[service_options_of])
     spec.update(CONNECTION)
     spec.update(module_options)
     return spec
