@@ -63,7 +63,7 @@ options:
     description: Extra labels for the event (Keptn shows them in the bridge).
     type: dict
     default: {}
-  message:
+  event_message:
     description: Message carried by the event.
     type: str
     default: Rollback requested by selfheal.devops
@@ -141,7 +141,7 @@ def build_event(params):
         "shkeptncontext": keptn.context_seed(params["sequence"], params["project"], params["stage"], params["service"],
                                              params["incident_key"]),
         "data": {"project": params["project"], "stage": params["stage"], "service": params["service"],
-                 "labels": labels, "message": params["message"]},
+                 "labels": labels, "message": params["event_message"]},
     }
 
 
@@ -183,7 +183,7 @@ def main():
         incident_key=dict(type="str", required=True, no_log=False),
         sequence=dict(type="str", default="rollback"),
         labels=dict(type="dict", default={}),
-        message=dict(type="str", default="Rollback requested by selfheal.devops"),
+        event_message=dict(type="str", default="Rollback requested by selfheal.devops"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
         poll_interval=dict(type="float", default=5.0),

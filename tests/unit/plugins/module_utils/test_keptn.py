@@ -7,7 +7,7 @@ from ansible_collections.selfheal.devops.plugins.module_utils._errors import Une
 from ansible_collections.selfheal.devops.plugins.modules import keptn_rollback
 
 PARAMS = dict(project="sockshop", stage="production", service="carts", incident_key="dt-P-1", sequence="rollback",
-              labels={"team": "web"}, message="m", wait=True, wait_timeout=10, poll_interval=1.0, fail_on_result=True)
+              labels={"team": "web"}, event_message="m", wait=True, wait_timeout=10, poll_interval=1.0, fail_on_result=True)
 
 
 class Module(object):
