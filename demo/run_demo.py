@@ -8,6 +8,7 @@ timeline and the time from detection to healthy. Everything it started is stoppe
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,8 +22,7 @@ import estate  # noqa: E402
 import rulebook_harness  # noqa: E402
 
 TOKEN = "demo-webhook-token"
-NOT_YET = (("full disk (temp-file cleanup)", "the tempfile_cleanup module and role are not built yet"),
-           ("slow service after a blue-green release", "the bluegreen_switch role and keptn_rollback are not built yet"))
+NOT_YET = (("slow service after a blue-green release", "the bluegreen_switch role and its playbook are not built yet"),)
 
 
 def say(text=""):
@@ -82,6 +82,54 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
     return {"incident": key, "detected": detected, "healed": healed, "resolved": finished, "records": records}
 
 
+def wait_resolved(path):
+    def resolved():
+        if not os.path.exists(path):
+            return False
+        with open(path) as handle:
+            return any(r["step"] == "resolve page" for r in json.load(handle)["records"])
+
+    estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
+
+
+def used_percent(path):
+    vfs = os.statvfs(path)
+    return 100.0 * (vfs.f_blocks - vfs.f_bfree) / vfs.f_blocks
+
+
+def full_disk(sandbox, loop):
+    say("== Scenario 2: full disk -> temp-file cleanup ==")
+    if loop.disk is None:
+        say("   not run: mounting the demo's 8 MiB tmpfs needs root (mount -t tmpfs)\n")
+        return
+    app = os.path.join(loop.disk, "app-tmp")
+    os.makedirs(app, exist_ok=True)
+    old = time.time() - 3 * 3600
+    for number in range(6):
+        path = os.path.join(app, "upload-%d.tmp" % number)
+        with open(path, "wb") as handle:
+            handle.write(b"x" * 1024 * 1024)
+        os.utime(path, (old - number * 60, old - number * 60))
+    with open(os.path.join(app, "in-progress.tmp"), "wb") as handle:
+        handle.write(b"x" * 512 * 1024)
+    step("filled the demo disk to %.0f %% with temp files (threshold 50 %%); Dynatrace reports low disk space"
+         % used_percent(loop.disk))
+    detected = time.time()
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Low disk space on /var/tmp", "severity": "RESOURCE_CONTENTION",
+        "entities": [{"type": "HOST", "name": "web-01"}]})
+    key = "dt-" + problem["displayId"]
+    path = os.path.join(loop.workdir, "incidents", key + ".json")
+    estate.wait_until(lambda: used_percent(loop.disk) < 50, timeout=120, what="the disk to be freed")
+    healed = time.time()
+    step("disk back to %.0f %% used; the young in-progress file is still there: %s"
+         % (used_percent(loop.disk), os.path.exists(os.path.join(app, "in-progress.tmp"))))
+    wait_resolved(path)
+    step("incident resolved; Dynatrace problem %s is %s" % (
+        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]))
+    print_timeline(key, path, detected, healed)
+
+
 def start_loop(workdir, max_restarts=3):
     """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
 
@@ -93,8 +141,15 @@ def start_loop(workdir, max_restarts=3):
         sandbox = conftest.start_sandbox()
         supervisor = estate.Supervisor(workdir)
         port = rulebook_harness.free_port()
+        disk = os.path.join(workdir, "disk")
+        os.makedirs(disk)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", disk], capture_output=True,
+                                 check=False).returncode == 0
         inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": dict(
             supervisor.role_vars(), ansible_python_interpreter=os.path.join(rulebook_harness.BIN, "python"),
+            tempfile_cleanup_paths=[os.path.join(disk, "app-tmp")], tempfile_cleanup_allowed_roots=[disk],
+            tempfile_cleanup_threshold_percent=50, tempfile_cleanup_target_free_percent=60,
+            tempfile_cleanup_age="1h", tempfile_cleanup_excludes=["*.lock"],
             process_restart_state_dir=os.path.join(workdir, "restarts"), process_restart_health_timeout=15,
             process_restart_max_attempts=max_restarts, incident_oncall_provider="xmatters",
             incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"))}}
@@ -103,7 +158,7 @@ def start_loop(workdir, max_restarts=3):
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
-        activation.workdir, activation.port = workdir, port
+        activation.workdir, activation.port, activation.disk = workdir, port, disk if mounted else None
         activation.start()
         activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=120)
         sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
@@ -117,6 +172,8 @@ def start_loop(workdir, max_restarts=3):
 def stop_loop(sandbox, supervisor, activation):
     if activation is not None:
         activation.stop()
+        if getattr(activation, "disk", None):
+            subprocess.run(["umount", "-l", activation.disk], check=False)
     if supervisor is not None:
         supervisor.stop()
     if sandbox is not None:
@@ -137,7 +194,8 @@ def main():
         step("ansible-rulebook is running selfheal.devops.self_healing (webhook on 127.0.0.1:%d)" % activation.port)
 
         process_crash(sandbox, activation, supervisor)
-        for number, (name, reason) in enumerate(NOT_YET, start=2):
+        full_disk(sandbox, activation)
+        for number, (name, reason) in enumerate(NOT_YET, start=3):
             say("== Scenario %d: %s: not run: %s ==" % (number, name, reason))
         say("\nDemo finished in %.0f s. Logs: %s" % (time.time() - started, workdir))
         return 0
