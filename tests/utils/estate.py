@@ -20,13 +20,15 @@ def free_port():
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    """Poll predicate() until it returns a truthy value (bounded by timeout); return that value."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
         time.sleep(interval)
-    raise AssertionError("%s not met within %.0f s" % (what, timeout))
 
 
 def healthy(port):

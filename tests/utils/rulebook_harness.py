@@ -3,23 +3,17 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import yaml
 
+from estate import free_port, wait_until  # noqa: F401  (tests/utils/estate.py; re-exported for callers)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def install_collection(dest):
@@ -33,18 +27,6 @@ def install_collection(dest):
                     os.path.join(dest, "collections"), os.path.join(build, tarball)],
                    check=True, capture_output=True, text=True)
     return os.path.join(dest, "collections")
-
-
-def wait_until(predicate, timeout, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value (bounded by timeout); return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def http_ok(url):
