@@ -10,10 +10,12 @@ import urllib.request
 
 import yaml
 
-from estate import free_port, wait_until  # noqa: F401  (tests/utils/estate.py; re-exported for callers)
+import estate  # tests/utils/estate.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")
+free_port = estate.free_port
+wait_until = estate.wait_until
 
 
 def install_collection(dest):
