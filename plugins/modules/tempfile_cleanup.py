@@ -255,6 +255,7 @@ class Cleaner(object):
     def __init__(self, params, check_mode, now=None):
         self.check_mode = check_mode
         self.patterns = [re.compile(fnmatch.translate(p)) for p in params["patterns"]]
+        self.match_all = "*" in params["patterns"]
         self.excludes = [re.compile(fnmatch.translate(p)) for p in params["excludes"]]
         self.min_age = parse_amount(params["age"], UNITS, "age")
         self.min_size = parse_amount(params["min_size"], SIZES, "min_size")
@@ -275,10 +276,10 @@ class Cleaner(object):
         return any(p.match(name) or p.match(relative) for p in self.excludes)
 
     def candidate(self, name, relative, info):
-        """None when the file may go, else the reason it stays."""
-        if self.excluded(name, relative):
+        """None when the file may go, else the reason it stays (relative is a callable: built only if needed)."""
+        if self.excludes and self.excluded(name, relative()):
             return "excluded"
-        if not any(p.match(name) for p in self.patterns):
+        if not self.match_all and not any(p.match(name) for p in self.patterns):
             return "not_matched"
         if getattr(info, self.stamp) > self.cutoff:
             return "too_young"
@@ -293,6 +294,7 @@ class Cleaner(object):
         return self.max_files and self.deleted >= self.max_files
 
     def remove(self, dir_fd, name, path, size):
+        """Delete name in dir_fd; path is a callable giving the full path (built only for errors and the sample)."""
         if self.limit_reached():
             self.kept["limit"] += 1
             return False
@@ -301,73 +303,82 @@ class Cleaner(object):
                 os.unlink(name, dir_fd=dir_fd)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
-                    self.errors.append({"path": path, "error": str(exc)})
+                    self.errors.append({"path": path(), "error": str(exc)})
                 return False
         self.deleted += 1
         self.bytes += size
         if len(self.sample) < self.sample_size:
-            self.sample.append(path)
+            self.sample.append(path())
         return True
 
     # Walking --------------------------------------------------------------------------------------
     def walk(self, root, visit):
-        """Call visit(dir_fd, name, path, relative, info) for every non-directory entry, depth first."""
+        """Call visit(dir_fd, name, path, relative, info) for every non-directory entry, depth first.
+
+        path and relative are callables (string building is the hot path's largest cost on big trees).
+        """
         root_fd = os.open(root, DIR_FLAGS)
         root_dev = os.fstat(root_fd).st_dev
-        stack = [(root_fd, root, "")]
         try:
-            self._walk_dir(stack, root_dev, visit)
+            self._walk_dir(root_fd, root.rstrip("/") + "/", "", root_dev, visit)
         finally:
             os.close(root_fd)
 
-    def _walk_dir(self, stack, root_dev, visit):
-        dir_fd, path, relative = stack[-1]
+    def _walk_dir(self, dir_fd, prefix, relative, root_dev, visit):
         try:
             entries = list(os.scandir(dir_fd))
         except OSError as exc:
-            self.errors.append({"path": path, "error": str(exc)})
+            self.errors.append({"path": prefix, "error": str(exc)})
             return
         for entry in entries:
-            child_path = path.rstrip("/") + "/" + entry.name
-            child_rel = relative + entry.name
+            name = entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if not is_dir:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                visit(dir_fd, name, lambda n=name: prefix + n, lambda n=name: relative + n, info)
+                continue
+            child_rel = relative + name
+            if self.excludes and (self.excluded(name, child_rel) or self.excluded(name, child_rel + "/")):
+                self.kept["excluded"] += 1
+                continue
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(info.st_mode):
-                if self.excluded(entry.name, child_rel) or self.excluded(entry.name, child_rel + "/"):
-                    self.kept["excluded"] += 1
-                    continue
-                if self.one_fs and info.st_dev != root_dev:
-                    self.kept["other_fs"] += 1
-                    continue
+            if self.one_fs and info.st_dev != root_dev:
+                self.kept["other_fs"] += 1
+                continue
+            try:
+                child_fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:  # swapped for a symlink (ELOOP/ENOTDIR) or no permission
+                self.errors.append({"path": prefix + name, "error": str(exc)})
+                continue
+            try:
+                self._walk_dir(child_fd, prefix + name + "/", child_rel + "/", root_dev, visit)
+            finally:
+                os.close(child_fd)
+            if self.remove_dirs and not self.check_mode:
                 try:
-                    child_fd = os.open(entry.name, DIR_FLAGS, dir_fd=dir_fd)
-                except OSError as exc:  # swapped for a symlink (ELOOP/ENOTDIR) or no permission
-                    self.errors.append({"path": child_path, "error": str(exc)})
-                    continue
-                stack.append((child_fd, child_path, child_rel + "/"))
-                try:
-                    self._walk_dir(stack, root_dev, visit)
-                finally:
-                    stack.pop()
-                    os.close(child_fd)
-                if self.remove_dirs and not self.check_mode:
-                    try:
-                        os.rmdir(entry.name, dir_fd=dir_fd)
-                        self.dirs_removed += 1
-                    except OSError:
-                        pass  # not empty: something stayed
-            else:
-                visit(dir_fd, entry.name, child_path, child_rel, info)
+                    os.rmdir(name, dir_fd=dir_fd)
+                    self.dirs_removed += 1
+                except OSError:
+                    pass  # not empty: something stayed
 
     def clean_streaming(self, root):
+        candidate, remove, kept = self.candidate, self.remove, self.kept
+
         def visit(dir_fd, name, path, relative, info):
-            reason = self.candidate(name, relative, info)
+            reason = candidate(name, relative, info)
             if reason:
-                self.kept[reason] += 1
+                kept[reason] += 1
             else:
-                self.remove(dir_fd, name, path, info.st_size)
+                remove(dir_fd, name, path, info.st_size)
 
         self.walk(root, visit)
 
@@ -380,7 +391,7 @@ class Cleaner(object):
             if reason:
                 self.kept[reason] += 1
             else:
-                heap.append((getattr(info, self.stamp), relative, info.st_size, info.st_ino))
+                heap.append((getattr(info, self.stamp), relative(), info.st_size, info.st_ino))
 
         self.walk(root, visit)
         heapq.heapify(heap)
@@ -407,7 +418,7 @@ class Cleaner(object):
                 return False
             if info.st_ino != inode:
                 return False
-            return self.remove(fd, parts[-1], root.rstrip("/") + "/" + relative, size)
+            return self.remove(fd, parts[-1], lambda: root.rstrip("/") + "/" + relative, size)
         except OSError as exc:
             self.errors.append({"path": root.rstrip("/") + "/" + relative, "error": str(exc)})
             return False

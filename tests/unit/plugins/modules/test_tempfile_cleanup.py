@@ -42,6 +42,7 @@ def test_roots(tmp_path):
 
 
 def test_candidate_decisions():
+    """relative paths are passed as callables: the walk builds strings only when a decision needs them."""
     params = {"patterns": ["*.tmp"], "excludes": ["keep/*", "*.lock"], "age": "1h", "min_size": "10",
               "age_stamp": "mtime", "one_file_system": True, "remove_empty_dirs": False, "max_files": 0,
               "sample_size": 5, "skip_open_files": False}
@@ -49,9 +50,9 @@ def test_candidate_decisions():
     old = os.stat_result((0o100644, 1, 1, 1, 0, 0, 100, 0, time.time() - 7200, 0))
     young = os.stat_result((0o100644, 1, 1, 1, 0, 0, 100, 0, time.time(), 0))
     small = os.stat_result((0o100644, 1, 1, 1, 0, 0, 5, 0, time.time() - 7200, 0))
-    assert cleaner.candidate("a.tmp", "a.tmp", old) is None
-    assert cleaner.candidate("a.tmp", "keep/a.tmp", old) == "excluded"
-    assert cleaner.candidate("x.lock", "x.lock", old) == "excluded"
-    assert cleaner.candidate("a.log", "a.log", old) == "not_matched"
-    assert cleaner.candidate("a.tmp", "a.tmp", young) == "too_young"
-    assert cleaner.candidate("a.tmp", "a.tmp", small) == "too_small"
+    assert cleaner.candidate("a.tmp", lambda: "a.tmp", old) is None
+    assert cleaner.candidate("a.tmp", lambda: "keep/a.tmp", old) == "excluded"
+    assert cleaner.candidate("x.lock", lambda: "x.lock", old) == "excluded"
+    assert cleaner.candidate("a.log", lambda: "a.log", old) == "not_matched"
+    assert cleaner.candidate("a.tmp", lambda: "a.tmp", young) == "too_young"
+    assert cleaner.candidate("a.tmp", lambda: "a.tmp", small) == "too_small"
