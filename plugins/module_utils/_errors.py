@@ -118,7 +118,7 @@ def api_error_text(body):
         parts.extend("%s: %s" % (key, value) for key, value in sorted(errors.items()))
     elif isinstance(errors, list):  # PagerDuty
         parts.extend(str(item) for item in errors)
-    for key in ("message", "reason", "status"):  # Keptn, xMatters, PagerDuty
+    for key in ("message", "reason", "status", "errorMessage"):  # Keptn, xMatters, PagerDuty, Jira Service Management
         value = body.get(key)
         if isinstance(value, str) and value and value not in parts:
             parts.append(value)
