@@ -463,7 +463,9 @@ def is_superset(current, desired):
     if isinstance(desired, list):
         return isinstance(current, list) and len(current) == len(desired) and all(
             any(is_superset(c, d) for c in current) for d in desired)
-    if isinstance(desired, (int, float)) and not isinstance(desired, bool) and isinstance(current, (int, float)):
+    if isinstance(desired, bool) or isinstance(current, bool):
+        return current is desired
+    if isinstance(desired, (int, float)) and isinstance(current, (int, float)):
         return float(current) == float(desired)
     return current == desired
 

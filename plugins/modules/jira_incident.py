@@ -103,8 +103,8 @@ options:
     default: []
   custom_fields:
     description:
-      - Custom field values by field id (V(customfield_10050)) or unique field name, in the API's form, for
-        example V({"customfield_10060": {"value": "Major"}}).
+      - Custom field values by field id (V(customfield_10050)) or unique field name, in the API's form (for
+        example a select option as a dict with a C(value) key, see EXAMPLES).
       - A string for a multi-line text field is converted to ADF on REST v3.
       - A value counts as unchanged when the issue's value contains it (for example C(value) of an option).
     type: dict
@@ -292,6 +292,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, jira
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, SelfHealError
+
 
 def read_attachments(paths):
     """(name, path, size) of every file to attach; InvalidInput before any write when one cannot be read."""

@@ -331,7 +331,7 @@ def wiki_to_adf(text):
     """How the simulator renders a stored wiki string for REST v3: one paragraph per block ([U] simplified)."""
     content = []
     for block in re.split(r"\n\s*\n", text or ""):
-        lines = [line for line in block.split("\n")]
+        lines = block.split("\n")
         nodes = []
         for index, line in enumerate(lines):
             if index:
@@ -378,6 +378,13 @@ def priority_out(ctx, name):
     priority = next((p for p in PRIORITIES if p["name"] == name), None)
     return None if priority is None else {"self": "%s/priority/%s" % (ctx.api, priority["id"]), "name": name,
                                           "id": priority["id"]}
+
+
+def resolution_out(ctx, name):
+    if not name:
+        return None
+    resolution = next(r for r in RESOLUTIONS if r["name"] == name)
+    return dict(resolution, self="%s/resolution/%s" % (ctx.api, resolution["id"]))
 
 
 def component_out(ctx, project, name):
@@ -459,8 +466,7 @@ def issue_out(ctx, issue, fields=("*all",), expand=()):
         "priority": priority_out(ctx, stored["priority"]) if stored["priority"] else None,
         "labels": list(stored["labels"]),
         "components": [component_out(ctx, project, name) for name in stored["components"]],
-        "resolution": (dict(next(r for r in RESOLUTIONS if r["name"] == stored["resolution"]),
-                            self="%s/resolution/%s" % (ctx.api, next(r for r in RESOLUTIONS if r["name"] == stored["resolution"])["id"])) if stored["resolution"] else None),
+        "resolution": resolution_out(ctx, stored["resolution"]),
         "resolutiondate": stored["resolutiondate"],
         "created": issue["created"], "updated": issue["updated"],
         "reporter": ctx.user(), "creator": ctx.user(), "assignee": None,
