@@ -797,28 +797,49 @@ async def get_issue(ctx, request):
 
 
 def apply_update_ops(ctx, issue, update):
-    """Apply the `update` verbs the simulator supports (labels add/remove/set, comment add); returns errors."""
+    """Apply the `update` verbs the simulator supports (labels and components add/remove/set, comment add);
+    returns errors (the caller restores the issue when there are any)."""
     errors = {}
+    project = ctx.jira["projects"][issue["project"]]
     for field_id, operations in update.items():
         if not isinstance(operations, list):
             errors[field_id] = "Operations must be a list."
             continue
         for operation in operations:
-            for verb, value in (operation or {}).items():
+            for verb, value in (operation if isinstance(operation, dict) else {}).items():
                 if field_id == "labels" and verb in ("add", "remove", "set"):
+                    values = value if verb == "set" else [value]
+                    bad = label_problem(values)
+                    if bad:
+                        errors["labels"] = bad
+                        continue
                     labels = issue["fields"]["labels"]
-                    if verb == "add" and not label_problem([value]) and value not in labels:
+                    if verb == "set":
+                        issue["fields"]["labels"] = list(dict.fromkeys(values))
+                    elif verb == "add" and value not in labels:
                         labels.append(value)
                     elif verb == "remove" and value in labels:
                         labels.remove(value)
-                    elif verb == "set" and not label_problem(value):
-                        issue["fields"]["labels"] = list(value)
+                elif field_id == "components" and verb in ("add", "remove", "set"):
+                    names, bad = component_names(project, value if verb == "set" else [value])
+                    if bad:
+                        errors["components"] = bad
+                        continue
+                    current = issue["fields"]["components"]
+                    if verb == "set":
+                        issue["fields"]["components"] = names
+                    elif verb == "add":
+                        current.extend(n for n in names if n not in current)
+                    else:
+                        issue["fields"]["components"] = [n for n in current if n not in names]
                 elif field_id == "comment" and verb == "add":
-                    stored, problem = rich_in(ctx, (value or {}).get("body"))
+                    stored, problem = rich_in(ctx, (value or {}).get("body") if isinstance(value, dict) else None)
                     if problem:
                         errors["comment"] = "Comment body is not valid!"
                     else:
                         add_comment_record(ctx, issue, stored, internal=False)
+                elif field_id in SETTABLE or field_id == "comment":
+                    errors[field_id] = "Field '%s' does not support operation '%s'" % (field_id, verb)
                 else:
                     errors[field_id] = NOT_ON_SCREEN % field_id
     return errors
