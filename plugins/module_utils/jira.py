@@ -680,7 +680,7 @@ class JiraService(object):
 
 
 def resolve_custom_fields(custom_fields, field_list, api_version):
-    """Map names to ids (`Severity` -> customfield_10060) and make textarea strings ADF for v3."""
+    """Map names to ids (`Severity` -> customfield_10060); multi-line text strings become ADF (v3) or wiki (v2)."""
     by_id = dict((f.get("id"), f) for f in field_list)
     by_name = {}
     for item in field_list:
@@ -696,8 +696,7 @@ def resolve_custom_fields(custom_fields, field_list, api_version):
                     reason, name))
             field = matches[0]
         schema = field.get("schema") or {}
-        if (str(api_version) == "3" and isinstance(value, str)
-                and schema.get("custom") == "com.atlassian.jira.plugin.system.customfieldtypes:textarea"):
-            value = markdown_to_adf(value)
+        if isinstance(value, str) and schema.get("custom") == "com.atlassian.jira.plugin.system.customfieldtypes:textarea":
+            value = render(value, api_version)
         resolved[field["id"]] = value
     return resolved

@@ -105,7 +105,7 @@ options:
     description:
       - Custom field values by field id (V(customfield_10050)) or unique field name, in the API's form (for
         example a select option as a dict with a C(value) key, see EXAMPLES).
-      - A string for a multi-line text field is converted to ADF on REST v3.
+      - A string for a multi-line text field is converted like O(description) (ADF on REST v3, wiki markup on v2).
       - A value counts as unchanged when the issue's value contains it (for example C(value) of an option).
     type: dict
     default: {}
@@ -326,8 +326,7 @@ def desired_fields(params, service):
         desired["components"] = list(params["components"])
     if params["custom_fields"]:
         custom = params["custom_fields"]
-        needs_lookup = any(not str(name).startswith("customfield_") for name in custom) or (
-            service.version == "3" and any(isinstance(value, str) for value in custom.values()))
+        needs_lookup = any(not str(name).startswith("customfield_") or isinstance(value, str) for name, value in custom.items())
         if needs_lookup:
             custom = jira.resolve_custom_fields(custom, service.field_list(), service.version)
         desired.update(custom)

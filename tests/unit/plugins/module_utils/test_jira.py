@@ -291,7 +291,7 @@ def test_resolve_custom_fields_by_name_and_textarea_to_adf():
               {"id": "customfield_1", "name": "Twin"}, {"id": "customfield_2", "name": "twin"}]
     resolved = jira.resolve_custom_fields({"severity": {"value": "Major"}, "customfield_10070": "**disk**"}, fields, "3")
     assert resolved == {"customfield_10060": {"value": "Major"}, "customfield_10070": jira.markdown_to_adf("**disk**")}
-    assert jira.resolve_custom_fields({"Root cause": "**disk**"}, fields, "2") == {"customfield_10070": "**disk**"}
+    assert jira.resolve_custom_fields({"Root cause": "**disk**"}, fields, "2") == {"customfield_10070": "*disk*"}
     for name, reason in (("Nope", "no field"), ("Twin", "2 fields")):
         with pytest.raises(InvalidInput) as caught:
             jira.resolve_custom_fields({name: 1}, fields, "3")
