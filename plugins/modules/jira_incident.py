@@ -291,7 +291,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, jira
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, SelfHealError
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, SelfHealError, UnexpectedResponse
 
 
 def read_attachments(paths):
@@ -480,7 +480,15 @@ def do_transition(module, service, key, chosen, result, before, after):
         result["commented"] = True
         after["comment"] = params["comment"]
     if not module.check_mode:
-        service.transition(key, chosen["id"], fields=fields, comment=comment)
+        try:
+            service.transition(key, chosen["id"], fields=fields, comment=comment)
+        except UnexpectedResponse as error:
+            if error.status != 400:
+                raise
+            # The workflow changed under us, or the screen refused a field: say what is possible now.
+            listing = jira.describe_transitions(service.transitions(key))
+            raise UnexpectedResponse("%s. Available transitions of %s now: %s" % (error.message.rstrip("."), key, listing),
+                                     status=400, url=error.url)
     target = (chosen.get("to") or {}).get("name")
     result["transitioned"] = {"from": result["status"], "to": target, "transition": chosen.get("name")}
     before["status"], after["status"] = result["status"], target

@@ -48,8 +48,10 @@ def test_every_state_check_apply_rerun_and_sandbox_state(sandbox, sandbox_env, p
     ident = dict(project="OPS", incident_key="dt-P-100")
     fields = dict(ident, summary="Disk full on web-01", description=DESCRIPTION, priority="High", labels=["dynatrace"],
                   components=["checkout"], custom_fields={"customfield_10060": {"value": "Major"}, "Root cause": "Disk **filled**"})
+    updated = dict(fields)
+    updated.update(summary="Disk full on web-01 and web-02", priority="Highest")
     steps = (phases("present", **fields)
-             + phases("update", **dict(fields, summary="Disk full on web-01 and web-02", priority="Highest"))
+             + phases("update", **updated)
              + phases("commented", state="commented", comment="Restarted **checkout** on `web-01`.", **ident)
              + phases("attach", attachments=[str(transcript), str(trace)], **ident)
              + phases("progress", status="In Progress", **ident)
@@ -107,7 +109,7 @@ def test_every_state_check_apply_rerun_and_sandbox_state(sandbox, sandbox_env, p
     assert [(a["filename"], a["size"], a["sha256"]) for a in issue["attachments"]] == [
         ("slack-transcript.txt", transcript.stat().st_size, hashlib.sha256(transcript.read_bytes()).hexdigest()),
         ("trace.log", 700, hashlib.sha256(trace.read_bytes()).hexdigest())]
-    searched = [e for e in sandbox.requests("/jira*/rest/api/*/search*")]
+    searched = sandbox.requests("/jira*/rest/api/*/search*")
     assert searched and all(e["path"].endswith("/search/jql" if mount == "cloud" else "/search") for e in searched)
 
 
@@ -117,6 +119,7 @@ def test_same_playbook_twice_leaves_one_issue_jsm_and_module_defaults(sandbox, s
         task("open", project="OPS", incident_key="dt-P-200", summary="Checkout is slow", description="p95 **2.3 s**",
              service_desk_id="10", request_type_id="25", priority="High", components=["checkout"]),
         task("internal note", project="OPS", incident_key="dt-P-200", comment="Agents: rollback prepared", comment_internal=True),
+        task("cloud v2 note", project="OPS", incident_key="dt-P-200", api_version="2", comment="Seen through **REST v2**"),
     ]}]
     play_env = {k: v for k, v in sandbox_env.items() if not k.startswith("JIRA_")}
     first = playbook(tasks, env=play_env, extra_vars={"jira_token": credentials.JIRA_TOKEN})
@@ -124,14 +127,17 @@ def test_same_playbook_twice_leaves_one_issue_jsm_and_module_defaults(sandbox, s
     for run in (first, second):
         run.assert_no_secret()
     assert first["open"]["created"] and first["open"]["changed"] and first["internal note"]["commented"]
-    assert not second["open"]["changed"] and not second["internal note"]["changed"]
+    assert first["cloud v2 note"]["commented"] and first["cloud v2 note"]["key"] == "OPS-1"
+    assert not any(second[name]["changed"] for name in ("open", "internal note", "cloud v2 note"))
     issues = sandbox.state()["jira"]["cloud"]["issues"]
     assert list(issues) == ["OPS-1"]
     issue = issues["OPS-1"]
     assert issue["request"]["serviceDeskId"] == "10" and issue["request"]["requestTypeId"] == "25"
     assert issue["fields"]["labels"] == ["dt-P-200"] and issue["fields"]["priority"] == "High"
     assert issue["fields"]["description"] == jira_utils.markdown_to_adf("p95 **2.3 s**")  # set as ADF after the JSM create
-    assert [c["internal"] for c in issue["comments"]] == [True]
+    assert [c["internal"] for c in issue["comments"]] == [True, False]
+    assert issue["comments"][1]["body"].startswith("Seen through *REST v2*")  # a wiki string, written through /rest/api/2
+    assert sandbox.requests("/jira/rest/api/2/search/jql")  # Cloud's enhanced search under v2 too
     creates = sandbox.requests("/jira/rest/servicedeskapi/request")
     assert len(creates) == 1 and creates[0]["status"] == 201
 

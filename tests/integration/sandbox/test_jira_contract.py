@@ -261,8 +261,8 @@ def test_workflow_transitions_by_id_with_resolution(sandbox, v3, v2):
     assert screen.status_code == 400 and "resolution" in screen.json()["errors"]
     assert v3.call("POST", "/issue/%s/transitions" % key, json={"transition": {"id": "21"}, "update": {
         "comment": [{"add": {"body": "plain"}}]}}).status_code == 400  # v3 comment must be ADF
-    done = v3.call("POST", "/issue/%s/transitions" % key, json={"transition": {"id": "21"}, "fields": {"resolution": {"name": "Fixed"}},
-                                                              "update": {"comment": [{"add": {"body": ADF}}]}})
+    done = v3.call("POST", "/issue/%s/transitions" % key, json={
+        "transition": {"id": "21"}, "fields": {"resolution": {"name": "Fixed"}}, "update": {"comment": [{"add": {"body": ADF}}]}})
     assert done.status_code == 204 and done.content == b""
     fields = v3.call("GET", "/issue/" + key).json()["fields"]
     assert fields["status"]["name"] == "Resolved" and fields["resolution"]["name"] == "Fixed" and fields["resolutiondate"]

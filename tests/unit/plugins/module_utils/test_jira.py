@@ -40,8 +40,8 @@ def doc(*blocks):
         {"type": "listItem", "content": [para(text("two", {"type": "strong"}))]}]})),
     ("3. three\n4. four", doc({"type": "orderedList", "attrs": {"order": 3}, "content": [
         {"type": "listItem", "content": [para(text("three"))]}, {"type": "listItem", "content": [para(text("four"))]}]})),
-    ("```sh\ndf -h\n\ndu -s /tmp\n```", doc({"type": "codeBlock", "attrs": {"language": "sh"},
-                                           "content": [text("df -h\n\ndu -s /tmp")]})),
+    ("```sh\ndf -h\n\ndu -s /tmp\n```",
+     doc({"type": "codeBlock", "attrs": {"language": "sh"}, "content": [text("df -h\n\ndu -s /tmp")]})),
     ("```\n```", doc({"type": "codeBlock", "content": []})),
     ("---", doc({"type": "rule"})),
     ("> quoted\n> still", doc({"type": "blockquote", "content": [para(text("quoted"), {"type": "hardBreak"}, text("still"))]})),
@@ -276,9 +276,9 @@ def test_is_superset(current, desired, expected):
 
 
 def test_issue_summary():
-    issue = {"key": "OPS-1", "id": "10", "fields": {"summary": "s", "status": {"name": "Open"}, "priority": {"name": "High"},
-                                                   "labels": ["a"], "components": [{"name": "c"}], "resolution": None,
-                                                   "attachment": [{"filename": "f", "size": 3}]}}
+    fields = {"summary": "s", "status": {"name": "Open"}, "priority": {"name": "High"}, "labels": ["a"],
+              "components": [{"name": "c"}], "resolution": None, "attachment": [{"filename": "f", "size": 3}]}
+    issue = {"key": "OPS-1", "id": "10", "fields": fields}
     assert jira.issue_summary(issue, "u") == {"key": "OPS-1", "id": "10", "url": "u", "summary": "s", "status": "Open",
                                               "resolution": None, "priority": "High", "labels": ["a"], "components": ["c"],
                                               "attachments": [{"filename": "f", "size": 3}]}

@@ -7,7 +7,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.selfheal.devops.plugins.module_utils import jira
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, UnexpectedResponse
 from ansible_collections.selfheal.devops.plugins.modules import jira_incident
 
 TOKEN = "unit-test-jira-token-0001"
@@ -289,3 +289,17 @@ def test_several_issues_with_the_label_use_the_oldest_and_warn():
     module = FakeModule(incident_key="dt-P-1", project="OPS")
     changed, result, dummy = jira_incident.run(module, service)
     assert not changed and result["key"] == "OPS-1" and "2 issues carry the label dt-P-1 (OPS-1, OPS-2)" in module.warnings[0]
+
+
+def test_a_400_on_the_transition_names_what_is_available_now():
+    service = FakeJira(issues=[issue("OPS-1")])
+
+    def refuse(key, transition_id, fields=None, comment=None):
+        raise UnexpectedResponse("Jira POST .../transitions answered HTTP 400: Transition id '21' is not valid for this issue.",
+                                 status=400)
+
+    service.transition = refuse
+    with pytest.raises(UnexpectedResponse) as caught:
+        jira_incident.run(FakeModule(key="OPS-1", state="resolved"), service)
+    assert "is not valid for this issue.. Available transitions of OPS-1 now: 'Start Progress'" not in caught.value.message
+    assert "is not valid for this issue. Available transitions of OPS-1 now: 'Start Progress' (-> In Progress)" in caught.value.message
