@@ -422,7 +422,7 @@ def run(module, service):
     if params["comment"] is not None and not resolved:
         marker = jira.marker_id(params["comment"], params["comment_id"])
         result["comment_id"] = marker
-        existing = [] if result["created"] else service.comments(key)
+        existing = [] if result["created"] else embedded_or_listed_comments(service, key, fields)
         if not any(marker in jira.markers_in(c.get("body")) for c in existing):
             if not check:
                 service.add_comment(key, jira.comment_body(params["comment"], marker, service.version),
@@ -461,6 +461,15 @@ def run(module, service):
         summary["status"] = result["status"]
     result.update(key=key, id=issue.get("id"), url=summary["url"], status=summary["status"], issue=summary)
     return changed, result, {"before": before, "after": after}
+
+
+def embedded_or_listed_comments(service, key, fields):
+    """The issue's comments: those embedded in the issue when they are all there, else every page of the list."""
+    embedded = fields.get("comment") or {}
+    comments = embedded.get("comments")
+    if isinstance(comments, list) and embedded.get("total") == len(comments):
+        return comments
+    return service.comments(key)
 
 
 def do_transition(module, service, key, chosen, result, before, after):

@@ -123,7 +123,12 @@ def test_same_playbook_twice_leaves_one_issue_jsm_and_module_defaults(sandbox, s
     ]}]
     play_env = {k: v for k, v in sandbox_env.items() if not k.startswith("JIRA_")}
     first = playbook(tasks, env=play_env, extra_vars={"jira_token": credentials.JIRA_TOKEN})
+    creates = sandbox.requests("/jira/rest/servicedeskapi/request")
+    assert len(creates) == 1 and creates[0]["status"] == 201
+    sandbox.call("DELETE", "/_sandbox/log")
     second = playbook(tasks, env=play_env, extra_vars={"jira_token": credentials.JIRA_TOKEN})
+    reads = sandbox.requests("/jira/*")
+    assert len(reads) == 6 and {e["method"] for e in reads} == {"GET"}  # per task: one search, one GET of the issue
     for run in (first, second):
         run.assert_no_secret()
     assert first["open"]["created"] and first["open"]["changed"] and first["internal note"]["commented"]
@@ -138,8 +143,6 @@ def test_same_playbook_twice_leaves_one_issue_jsm_and_module_defaults(sandbox, s
     assert [c["internal"] for c in issue["comments"]] == [True, False]
     assert issue["comments"][1]["body"].startswith("Seen through *REST v2*")  # a wiki string, written through /rest/api/2
     assert sandbox.requests("/jira/rest/api/2/search/jql")  # Cloud's enhanced search under v2 too
-    creates = sandbox.requests("/jira/rest/servicedeskapi/request")
-    assert len(creates) == 1 and creates[0]["status"] == 201
 
 
 def test_recovers_from_429_and_503(sandbox, sandbox_env, playbook):

@@ -303,3 +303,14 @@ def test_a_400_on_the_transition_names_what_is_available_now():
         jira_incident.run(FakeModule(key="OPS-1", state="resolved"), service)
     assert "is not valid for this issue.. Available transitions of OPS-1 now: 'Start Progress'" not in caught.value.message
     assert "is not valid for this issue. Available transitions of OPS-1 now: 'Start Progress' (-> In Progress)" in caught.value.message
+
+
+def test_comments_embedded_in_the_issue_are_used_when_complete():
+    service = FakeJira()
+    body = jira.comment_body("x", jira.marker_id("x"), "3")
+    assert jira_incident.embedded_or_listed_comments(service, "OPS-1", {"comment": {"total": 1, "comments": [{"body": body}]}}) == [
+        {"body": body}]
+    assert service.reads == []
+    service.issues["OPS-1"] = issue("OPS-1")
+    jira_incident.embedded_or_listed_comments(service, "OPS-1", {"comment": {"total": 250, "comments": [{"body": body}]}})
+    assert service.reads == [("comments", "OPS-1")]
