@@ -1,0 +1,140 @@
+"""The incident role against the sandbox (Dynatrace, xMatters, Jira Cloud) through real ansible-playbook:
+open -> update -> resolve writes every record once, a second run adds nothing, and a failing comms system is
+recorded and caught up at resolve instead of stopping the play."""
+
+import json
+
+import pytest
+
+ROLE = "selfheal.devops.incident"
+
+
+def open_problem(sandbox):
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Process unavailable: web", "severity": "AVAILABILITY",
+        "entities": [{"type": "HOST", "name": "web-01"}, {"type": "PROCESS_GROUP_INSTANCE", "name": "web"}]})
+    normalised = {"id": problem["problemId"], "display_id": problem["displayId"], "title": problem["title"],
+                  "severity": "AVAILABILITY", "impact": "INFRASTRUCTURE", "url": "https://dt.example/p/1",
+                  "entities": [{"type": "HOST", "name": "web-01"}, {"type": "PROCESS_GROUP_INSTANCE", "name": "web"}]}
+    return problem, normalised
+
+
+def role(action, name=None, **extra):
+    item_vars = {"incident_action": action}
+    item_vars.update(extra)
+    return {"name": name or action, "ansible.builtin.include_role": {"name": ROLE}, "vars": item_vars}
+
+
+def show(name, expression):
+    return {"name": name, "ansible.builtin.debug": {"var": expression}}
+
+
+@pytest.fixture
+def incident(sandbox, tmp_path):
+    problem, normalised = open_problem(sandbox)
+    settings = {"incident_key": "dt-" + problem["displayId"], "incident_problem": normalised,
+                "incident_timeline_dir": str(tmp_path / "incidents"),
+                "incident_oncall_provider": "xmatters", "incident_oncall_groups": ["Ops Primary"],
+                "incident_jira_project": "OPS", "incident_jira_priority": "High", "incident_jira_resolution": "Fixed",
+                "incident_run_url": "https://awx.example/#/jobs/playbook/42"}
+    sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0.05})
+    return problem, settings
+
+
+def tickets(sandbox, key):
+    issues = sandbox.state()["jira"]["cloud"]["issues"].values()
+    return [i for i in issues if key in i["fields"]["labels"]]
+
+
+def full_cycle():
+    return [role("open"), role("update", incident_message="Restarting web on web-01."),
+            role("resolve", incident_message="web restarted on web-01, healthy."),
+            show("errors", "incident_errors"), show("timeline", "incident_timeline")]
+
+
+def test_open_update_resolve_writes_every_record_once(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = settings["incident_key"]
+    run = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    run.assert_no_secret()
+    assert run["errors"]["incident_errors"] == []
+
+    [ticket] = tickets(sandbox, key)
+    fields = ticket["fields"]
+    assert fields["summary"] == "%s: Process unavailable: web on web-01" % problem["displayId"]
+    assert fields["status"] == "Resolved" and fields["resolution"] == "Fixed" and fields["priority"] == "High"
+    text = json.dumps(fields["description"])
+    assert "https://dt.example/p/1" in text and "awx.example" in text
+    bodies = [json.dumps(c["body"]) for c in ticket["comments"]]
+    assert sum("Restarting web on web-01." in b for b in bodies) == 1
+    [resolved] = [b for b in bodies if "Resolved by selfheal.devops" in b]
+    assert "open ticket" in resolved and "resolve page" in resolved  # the timeline, in the comment
+    [attachment] = ticket["attachments"]
+    assert attachment["filename"] == key + ".json"
+    saved = sandbox.call("GET", "/_sandbox/jira/cloud/attachments/" + attachment["id"])
+    assert [r["step"] for r in saved["records"]][:3] == ["remediation started", "page on-call", "open ticket"]
+
+    assert sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"] == "CLOSED"
+    pages = [e for e in sandbox.state()["xmatters"]["events"] if e["status"] == "TERMINATED"]
+    assert len(pages) == 1
+
+    steps = [(r["action"], r["step"], r["system"], r["result"]) for r in run["timeline"]["incident_timeline"]]
+    assert ("open", "open ticket", "jira", "changed") in steps
+    assert ("resolve", "resolve ticket", "jira", "changed") in steps
+
+    again = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert again.rc == 0, again.stdout[-3000:]
+    [ticket] = tickets(sandbox, key)
+    assert len(ticket["comments"]) == len(bodies) and len(ticket["attachments"]) == 1
+    assert len(sandbox.state()["xmatters"]["events"]) == 1
+    first = len(run["timeline"]["incident_timeline"])
+    second = [(r["action"], r["step"], r["system"], r["result"]) for r in again["timeline"]["incident_timeline"][first:]]
+    assert [s for s in second if s[3] != "ok"] == [], second
+
+
+def test_jira_down_during_the_fix_is_recorded_and_caught_up_at_resolve(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = settings["incident_key"]
+    settings.update(incident_max_retries=1, incident_max_retry_wait=5)
+    sandbox.fault("/jira/rest/api/3/*", times=4, status=503, headers={"Retry-After": "0"})
+    run = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    run.assert_no_secret()
+
+    errors = run["errors"]["incident_errors"]
+    assert [(e["step"], e["system"]) for e in errors] == [("open ticket", "jira"), ("progress", "jira")]
+    assert "503" in errors[0]["error"] and "Traceback" not in errors[0]["error"]
+    # The fix's other records went on; resolve created the ticket it could not open, and resolved it.
+    [ticket] = tickets(sandbox, key)
+    assert ticket["fields"]["status"] == "Resolved"
+    assert sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"] == "CLOSED"
+    results = [(r["step"], r["system"], r["result"]) for r in run["timeline"]["incident_timeline"]]
+    assert ("open ticket", "jira", "failed") in results and ("open ticket", "jira", "changed") in results
+
+
+def test_escalate_repages_and_comments_keeping_the_ticket_open(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = settings["incident_key"]
+    settings["incident_oncall_escalation_groups"] = ["Database"]
+    tasks = [role("open"), role("escalate", incident_message="crash loop: 3 restarts in 300 s"),
+             show("errors", "incident_errors")]
+    run = playbook(tasks, extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["errors"]["incident_errors"] == []
+    [ticket] = tickets(sandbox, key)
+    assert ticket["fields"]["status"] == "Open"
+    assert any("crash loop: 3 restarts" in json.dumps(c["body"]) for c in ticket["comments"])
+    events = sandbox.state()["xmatters"]["events"]
+    assert len(events) == 2 and all(e["status"] == "ACTIVE" for e in events)
+    assert sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"] == "OPEN"
+
+
+def test_no_system_configured_only_keeps_the_timeline(sandbox, sandbox_env, playbook, tmp_path):
+    settings = {"incident_key": "dt-P-9", "incident_dynatrace_enabled": False,
+                "incident_timeline_dir": str(tmp_path / "incidents")}
+    run = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["timeline"]["incident_timeline"] == []
+    assert json.loads((tmp_path / "incidents" / "dt-P-9.json").read_text())["records"] == []
+    assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
