@@ -138,3 +138,47 @@ def test_no_system_configured_only_keeps_the_timeline(sandbox, sandbox_env, play
     assert run["timeline"]["incident_timeline"] == []
     assert json.loads((tmp_path / "incidents" / "dt-P-9.json").read_text())["records"] == []
     assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
+
+
+def approval_play(settings):
+    settings.update(incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
+                    incident_approval_timeout=20, incident_approval_poll_interval=0.2)
+    return [role("open"), role("approve"), show("approval", "incident_approval"), show("errors", "incident_errors")]
+
+
+def test_approve_returns_the_responders_answer(sandbox, sandbox_env, playbook, incident):
+    import threading
+
+    import estate
+
+    problem, settings = incident
+    tasks = approval_play(settings)
+
+    def respond():
+        estate.wait_until(lambda: sandbox.state()["xmatters"]["events"], timeout=30, what="the page")
+        event = sandbox.state()["xmatters"]["events"][0]
+        sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": event["id"], "response": "Approve",
+                                                            "recipient": "oncall.primary"})
+
+    responder = threading.Thread(target=respond)
+    responder.start()
+    run = playbook(tasks, extra_vars=settings, env=sandbox_env)
+    responder.join()
+    assert run.rc == 0, run.stdout[-3000:]
+    approval = run["approval"]["incident_approval"]
+    assert approval["approved"] is True and approval["response"] == "Approve"
+    assert approval["responder"] == "oncall.primary"
+    [ticket] = tickets(sandbox, settings["incident_key"])
+    assert any("Approved by oncall.primary" in json.dumps(c["body"]) for c in ticket["comments"])
+
+
+def test_no_answer_is_not_an_approval(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    tasks = approval_play(settings)
+    settings["incident_approval_timeout"] = 1
+    run = playbook(tasks, extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    approval = run["approval"]["incident_approval"]
+    assert approval["approved"] is False and approval["response"] == "no_response"
+    [ticket] = tickets(sandbox, settings["incident_key"])
+    assert any("Not approved (no_response)" in json.dumps(c["body"]) for c in ticket["comments"])
