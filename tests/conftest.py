@@ -161,6 +161,33 @@ def run_playbook(tasks, extra_vars=None, env=None, check=False, diff=False, host
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
 
 
+def run_collection_playbook(name, inventory, extra_vars=None, env=None, timeout=600):
+    """Run one of the collection's playbooks (selfheal.devops.<name>) as users do; inventory is a dict."""
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="selfheal-pb-") as tmp:
+        path = os.path.join(tmp, "inventory.yml")
+        with open(path, "w") as handle:
+            yaml.safe_dump(inventory, handle)
+        command = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", path, "selfheal.devops." + name]
+        if extra_vars:
+            command += ["-e", json.dumps(extra_vars)]
+        run_env = dict(os.environ)
+        run_env.update({"ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+                        "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", "")})
+        run_env.update(env or {})
+        proc = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=timeout, check=False)
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, {})
+
+
+@pytest.fixture
+def collection_playbook():
+    return run_collection_playbook
+
+
 @pytest.fixture
 def sandbox_env(sandbox):
     """Environment variables pointing every module at the (reset) sandbox."""
