@@ -1,0 +1,91 @@
+"""A running self-healing loop for the end-to-end tests: the estate (a web service supervised on host web-01 and
+a small tmpfs) and one real ansible-rulebook activation of selfheal.devops.self_healing against the sandbox."""
+
+import contextlib
+import json
+import os
+import subprocess
+
+import credentials
+import estate
+import rulebook_harness
+
+TOKEN = "e2e-webhook-token"
+
+
+@contextlib.contextmanager
+def self_healing_loop(collections_path, sandbox, workdir, variables=None, settings=None):
+    """Start the estate and the activation; variables go to the rulebook, settings to the inventory."""
+    supervisor = estate.Supervisor(workdir)
+    port = rulebook_harness.free_port()
+    disk = workdir / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True,
+                             check=False).returncode == 0
+    inventory_vars = dict(supervisor.role_vars(),
+                          ansible_python_interpreter=os.path.join(rulebook_harness.BIN, "python"),
+                          process_restart_state_dir=str(workdir / "restarts"),
+                          process_restart_health_timeout=15,
+                          incident_oncall_provider="xmatters", incident_oncall_groups=["Ops Primary"],
+                          incident_jira_project="OPS", incident_jira_resolution="Fixed",
+                          incident_timeline_dir=str(workdir / "incidents"),
+                          tempfile_cleanup_paths=[str(disk / "app-tmp")], tempfile_cleanup_allowed_roots=[str(disk)],
+                          tempfile_cleanup_threshold_percent=50, tempfile_cleanup_target_free_percent=60,
+                          tempfile_cleanup_age="1h", tempfile_cleanup_excludes=["*.lock"])
+    inventory_vars.update(settings or {})
+    inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": inventory_vars}}
+    rulebook_vars = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
+                     "selfheal_state_file": str(workdir / "dynatrace-state.json")}
+    rulebook_vars.update(variables or {})
+    activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections_path, variables=rulebook_vars,
+                                             inventory=inventory, env=credentials.environment(sandbox.url),
+                                             workdir=str(workdir / "eda"))
+    activation.start()
+    try:
+        activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=90)
+        sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
+            "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
+        sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0.1})
+        activation.supervisor, activation.workdir, activation.disk = supervisor, workdir, disk if mounted else None
+        yield activation
+    finally:
+        activation.stop()
+        supervisor.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def crash_and_report(loop, sandbox):
+    """Kill the service as a crash would, and have Dynatrace open the matching problem."""
+    old = loop.supervisor.pid()
+    estate.kill(old)
+    estate.wait_until(lambda: loop.supervisor.pid() == 0, what="supervisor to see the crash")
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Process unavailable: web", "severity": "AVAILABILITY",
+        "entities": [{"type": "HOST", "name": "web-01"}, {"type": "PROCESS_GROUP_INSTANCE", "name": "web"}],
+        "tags": {"process": "web", "app": "checkout"}})
+    return old, problem
+
+
+def problem_state(sandbox, problem):
+    return sandbox.state()["dynatrace"]["problems"][problem["problemId"]]
+
+
+def timeline(loop, key):
+    path = loop.workdir / "incidents" / (key + ".json")
+    return json.loads(path.read_text()) if path.exists() else {"records": []}
+
+
+def wait_for_step(loop, problem, step, timeout=120):
+    key = "dt-" + problem["displayId"]
+    estate.wait_until(lambda: any(r["step"] == step for r in timeline(loop, key)["records"]), timeout=timeout,
+                      what="the incident step %r" % step)
+
+
+def pages_for(sandbox, key):
+    return [e for e in sandbox.state()["xmatters"]["events"]
+            if any(str(v) == key for k, v in (e.get("properties") or {}).items() if k.split("#")[0] == "selfheal_incident_key")]
+
+
+def tickets_for(sandbox, key):
+    return [i for i in sandbox.state()["jira"]["cloud"]["issues"].values() if key in i["fields"]["labels"]]
