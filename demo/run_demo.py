@@ -64,7 +64,7 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
         if not os.path.exists(path):
             return False
         with open(path) as handle:
-            return any(r["step"] == "resolve page" for r in json.load(handle)["records"])
+            return any(r["step"] == "resolve ticket" for r in json.load(handle)["records"])
 
     estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
                       what="the service to come back")
@@ -75,7 +75,7 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
     finished = time.time()
     if not quiet:
         status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
-        step("incident resolved; Dynatrace problem %s is %s" % (problem["displayId"], status))
+        step("incident resolved; Dynatrace problem %s is %s; %s" % (problem["displayId"], status, ticket_line(sandbox, key)))
         print_timeline(key, path, detected, healed)
     with open(path) as handle:
         records = json.load(handle)["records"]
@@ -87,9 +87,19 @@ def wait_resolved(path):
         if not os.path.exists(path):
             return False
         with open(path) as handle:
-            return any(r["step"] == "resolve page" for r in json.load(handle)["records"])
+            return any(r["step"] == "resolve ticket" for r in json.load(handle)["records"])
 
     estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
+
+
+def ticket_line(sandbox, key):
+    issues = [i for i in sandbox.state()["jira"]["cloud"]["issues"].values() if key in i["fields"]["labels"]]
+    if not issues:
+        return "no Jira ticket"
+    issue = issues[0]
+    return "Jira %s is %s (%d comments, attached: %s)" % (
+        issue["key"], issue["fields"]["status"], len(issue["comments"]),
+        ", ".join(a["filename"] for a in issue["attachments"]) or "nothing")
 
 
 def used_percent(path):
@@ -98,7 +108,7 @@ def used_percent(path):
 
 
 def full_disk(sandbox, loop):
-    say("== Scenario 2: full disk -> temp-file cleanup ==")
+    say("== Scenario 2: full disk -> temp-file cleanup, in approve mode (the on-call engineer says yes) ==")
     if loop.disk is None:
         say("   not run: mounting the demo's 8 MiB tmpfs needs root (mount -t tmpfs)\n")
         return
@@ -120,13 +130,22 @@ def full_disk(sandbox, loop):
         "entities": [{"type": "HOST", "name": "web-01"}]})
     key = "dt-" + problem["displayId"]
     path = os.path.join(loop.workdir, "incidents", key + ".json")
+    estate.wait_until(lambda: [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])],
+                      timeout=60, what="the page with the response options")
+    page = [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])][0]
+    step("xMatters paged the on-call engineer with the options %s; nothing is deleted before the answer"
+         % " / ".join(o["text"] for o in page["responseOptions"]))
+    sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page["id"], "response": "Approve",
+                                                        "recipient": "oncall.primary"})
+    step("oncall.primary picked Approve (simulated responder in the sandbox)")
     estate.wait_until(lambda: used_percent(loop.disk) < 50, timeout=120, what="the disk to be freed")
     healed = time.time()
     step("disk back to %.0f %% used; the young in-progress file is still there: %s"
          % (used_percent(loop.disk), os.path.exists(os.path.join(app, "in-progress.tmp"))))
     wait_resolved(path)
-    step("incident resolved; Dynatrace problem %s is %s" % (
-        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]))
+    step("incident resolved; Dynatrace problem %s is %s; %s" % (
+        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
+        ticket_line(sandbox, key)))
     print_timeline(key, path, detected, healed)
 
 
@@ -152,9 +171,12 @@ def start_loop(workdir, max_restarts=3):
             tempfile_cleanup_age="1h", tempfile_cleanup_excludes=["*.lock"],
             process_restart_state_dir=os.path.join(workdir, "restarts"), process_restart_health_timeout=15,
             process_restart_max_attempts=max_restarts, incident_oncall_provider="xmatters",
-            incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"))}}
+            incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"),
+            incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
+            incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed")}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
-                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json")}
+                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json"),
+                     "selfheal_full_disk_mode": "approve"}
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
