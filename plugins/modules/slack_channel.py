@@ -1,0 +1,405 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: slack_channel
+short_description: Open an incident channel in Slack, invite the responders, post once, archive it and export its transcript
+version_added: 0.1.0
+description:
+  - Manages one Slack channel per incident. Its name is O(name), or derived from O(incident_key) (with
+    O(name_prefix)) and cleaned to Slack's rules (lowercase letters, digits, C(-) and C(_), at most 80 characters).
+  - O(state=present) creates the channel, or finds it when the name is taken (paging C(conversations.list),
+    archived channels included; an archived one is unarchived unless O(unarchive=false)); sets O(topic) and
+    O(purpose) when they differ; invites O(users) (Slack ids or e-mail addresses looked up with
+    C(users.lookupByEmail)) who are not members yet, in batches of 100; posts O(text) and/or O(blocks) once.
+  - A message is posted once per O(message_id) (default a hash of the text and blocks). The message carries Slack
+    message metadata (C(event_type) C(selfheal_devops_message), with the incident key and the message id), which
+    a re-run looks for in the channel history (or the thread) before posting.
+  - O(state=archived) archives the channel (no change when it is archived already or does not exist).
+  - O(state=transcript) reads the whole history, thread replies included, oldest first, returns it and, with
+    O(transcript_path), writes it as Markdown or JSON (atomically) for attaching to the ticket.
+  - Slack's HTTP 200 C(ok=false) answers become clear failures naming the Slack error. HTTP 429 is retried
+    after C(Retry-After).
+author:
+  - selfheal.devops contributors (@selfheal-devops)
+extends_documentation_fragment:
+  - selfheal.devops.slack
+  - selfheal.devops.connection
+  - selfheal.devops.attributes
+  - selfheal.devops.attributes.ACTION_GROUP
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the channel, its members and history and reports what would change; creates, invites, posts and
+        archives nothing. O(state=transcript) reads and returns the transcript but writes no file.
+  diff_mode:
+    support: full
+    details: Shows the channel's topic, purpose, members added, archived flag and posted message before and after.
+  action_group:
+    membership:
+      - selfheal.devops.slack
+options:
+  incident_key:
+    description: Incident key, for example V(dt-P-1234); names the channel (without O(name)) and marks the messages.
+    type: str
+    required: true
+  name:
+    description: Channel name; must already follow Slack's rules. Default derived from O(incident_key).
+    type: str
+  name_prefix:
+    description: Prefix of the derived channel name.
+    type: str
+    default: inc-
+  state:
+    description: What to do with the channel.
+    type: str
+    choices: [present, archived, transcript]
+    default: present
+  private:
+    description: Create a private channel.
+    type: bool
+    default: false
+  unarchive:
+    description: With O(state=present), unarchive the incident's channel when it exists archived; V(false) fails instead.
+    type: bool
+    default: true
+  topic:
+    description: Channel topic (at most 250 characters).
+    type: str
+  purpose:
+    description: Channel purpose (at most 250 characters).
+    type: str
+  users:
+    description: People to invite, as Slack user ids (V(U0123ABCD)) or e-mail addresses.
+    type: list
+    elements: str
+    default: []
+  text:
+    description: Message to post once (Slack mrkdwn). Also the notification fallback when O(blocks) is given.
+    type: str
+  blocks:
+    description: Block Kit blocks of the message.
+    type: list
+    elements: dict
+  thread_ts:
+    description: Post the message as a reply in this thread (the parent message's C(ts)).
+    type: str
+  message_id:
+    description: Identifies the message for posting once; default a hash of O(text) and O(blocks).
+    type: str
+  transcript_path:
+    description: With O(state=transcript), write the transcript to this file.
+    type: path
+  transcript_format:
+    description: Format of O(transcript_path).
+    type: str
+    choices: [markdown, json]
+    default: markdown
+notes:
+  - Scopes - C(channels:manage) (C(groups:write) for private channels), C(channels:read), C(channels:history),
+    C(chat:write), C(users:read), C(users:read.email).
+seealso:
+  - module: selfheal.devops.jira_incident
+  - name: Slack Web API methods
+    description: conversations.*, chat.postMessage, users.lookupByEmail.
+    link: https://docs.slack.dev/reference/methods
+"""
+
+EXAMPLES = r"""
+- name: Open the incident channel with the on-call responders (process crash)
+  selfheal.devops.slack_channel:
+    incident_key: "{{ incident_key }}"
+    topic: "P-1234: web crashed on web-01 | OPS-24"
+    users:
+      - oncall.primary@example.com
+      - U0123ABCD
+    text: ":rotating_light: *P-1234* web crashed on web-01. Restarting it now; ticket OPS-24."
+  register: channel
+
+- name: Post progress in a thread (full disk)
+  selfheal.devops.slack_channel:
+    incident_key: "{{ incident_key }}"
+    thread_ts: "{{ channel.ts }}"
+    text: "Deleted 1,204 temporary files (2.1 GB) on db-01; /var is 61 % used."
+
+- name: Export the transcript for the ticket, then archive (blue-green rollback)
+  selfheal.devops.slack_channel:
+    incident_key: "{{ incident_key }}"
+    state: transcript
+    transcript_path: "/var/tmp/selfheal/{{ incident_key }}-slack.md"
+
+- name: Archive the channel
+  selfheal.devops.slack_channel:
+    incident_key: "{{ incident_key }}"
+    state: archived
+"""
+
+RETURN = r"""
+channel:
+  description: The channel (null when it does not exist, or in check mode before it is created).
+  returned: always
+  type: dict
+  sample: {"id": "C0EAQDV4Z", "name": "inc-dt-p-1234", "is_archived": false, "topic": "P-1234: web crashed"}
+created:
+  description: Whether this run created the channel.
+  returned: always
+  type: bool
+invited:
+  description: Slack ids invited by this run.
+  returned: always
+  type: list
+  elements: str
+ts:
+  description: The C(ts) of the message (posted by this run or found from an earlier run).
+  returned: when O(text) or O(blocks) is given
+  type: str
+  sample: "1700000000.000100"
+posted:
+  description: Whether this run posted the message.
+  returned: always
+  type: bool
+transcript:
+  description: Every message, oldest first, thread replies after their parent (user, text, ts, thread_ts).
+  returned: O(state=transcript)
+  type: list
+  elements: dict
+message_count:
+  description: Number of messages in the transcript.
+  returned: O(state=transcript)
+  type: int
+path:
+  description: The file the transcript was written to.
+  returned: O(state=transcript) with O(transcript_path), outside check mode
+  type: str
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.selfheal.devops.plugins.module_utils import _options, slack
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError
+
+
+def message_id_of(params):
+    if params["message_id"]:
+        return params["message_id"]
+    content = json.dumps([params["text"], params["blocks"], params["thread_ts"]], sort_keys=True)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+
+
+def resolve_users(service, users):
+    """Slack ids for ids and e-mail addresses; an unknown e-mail fails naming it."""
+    ids = []
+    for user in users:
+        if "@" in user:
+            try:
+                ids.append(service.lookup_email(user)["id"])
+            except slack.SlackNotFound:
+                raise InvalidInput("no Slack user has the e-mail address %s (users.lookupByEmail: users_not_found)" % user)
+        else:
+            ids.append(user)
+    return list(dict.fromkeys(ids))
+
+
+def view(channel):
+    if channel is None:
+        return None
+    return {"id": channel["id"], "name": channel["name"], "is_archived": channel.get("is_archived", False),
+            "is_private": channel.get("is_private", False), "topic": (channel.get("topic") or {}).get("value", ""),
+            "purpose": (channel.get("purpose") or {}).get("value", "")}
+
+
+def ensure_present(module, service, name, result, before, after):
+    params, check = module.params, module.check_mode
+    channel = service.find_channel(name) if check else None
+    if not check:
+        channel, result["created"] = service.create_channel(name, params["private"])
+    elif channel is None:
+        result["created"] = True
+    if channel is not None and channel.get("is_archived"):
+        if not params["unarchive"]:
+            raise InvalidInput("Slack channel #%s exists and is archived (unarchive=false)" % name)
+        if not check:
+            service.call("conversations.unarchive", channel=channel["id"])
+            channel = service.info(channel["id"])
+        else:
+            channel = dict(channel, is_archived=False)
+        before["is_archived"], after["is_archived"] = True, False
+        result["changed"] = True
+    if result["created"]:
+        result["changed"] = True
+        before["channel"], after["channel"] = None, name
+    current = view(channel) if channel else {"topic": "", "purpose": ""}
+    for field, method in (("topic", "conversations.setTopic"), ("purpose", "conversations.setPurpose")):
+        wanted = params[field]
+        if wanted is not None and wanted != current[field]:
+            if len(wanted) > 250:
+                raise InvalidInput("%s: Slack allows at most 250 characters (got %d)" % (field, len(wanted)))
+            before[field], after[field] = current[field], wanted
+            result["changed"] = True
+            if not check:
+                channel = service.call(method, channel=channel["id"], **{field: wanted}).get("channel") or channel
+                current[field] = wanted
+    wanted_ids = resolve_users(service, params["users"])
+    members = set(service.members(channel["id"])) if channel is not None and not result["created"] else set()
+    missing = [uid for uid in wanted_ids if uid not in members]
+    if missing:
+        result["changed"] = True
+        result["invited"] = missing
+        after["members_added"] = missing
+        if not check:
+            service.invite(channel["id"], missing)
+    if params["text"] or params["blocks"]:
+        post_once(module, service, channel, result, before, after)
+    if channel is not None:
+        channel = dict(channel, topic={"value": current["topic"]}, purpose={"value": current["purpose"]})
+    result["channel"] = view(channel) if channel is not None else None
+
+
+def post_once(module, service, channel, result, before, after):
+    params = module.params
+    message_id = message_id_of(params)
+    found = None
+    if channel is not None and not result["created"]:
+        found = service.find_marked(channel["id"], params["incident_key"], message_id, params["thread_ts"])
+    if found is not None:
+        result["ts"] = found["ts"]
+        return
+    result["changed"] = result["posted"] = True
+    after["message"] = params["text"] or "(blocks)"
+    if module.check_mode:
+        return
+    metadata = {"event_type": slack.MARKER_EVENT_TYPE,
+                "event_payload": {"incident_key": params["incident_key"], "message_id": message_id}}
+    body = service.call("chat.postMessage", channel=channel["id"], text=params["text"], blocks=params["blocks"],
+                        thread_ts=params["thread_ts"], metadata=metadata)
+    result["ts"] = body["ts"]
+
+
+def archive(module, service, name, result, before, after):
+    channel = service.find_channel(name)
+    result["channel"] = view(channel)
+    if channel is None or channel.get("is_archived"):
+        return
+    before["is_archived"], after["is_archived"] = False, True
+    result["changed"] = True
+    if not module.check_mode:
+        service.call("conversations.archive", channel=channel["id"])
+        result["channel"]["is_archived"] = True
+
+
+def transcript(module, service, name, result):
+    params = module.params
+    channel = service.find_channel(name)
+    if channel is None:
+        raise InvalidInput("Slack channel #%s does not exist" % name)
+    result["channel"] = view(channel)
+    users = {}
+    messages = []
+    for message in service.transcript(channel["id"]):
+        uid = message.get("user") or message.get("bot_id") or ""
+        if uid and uid not in users:
+            try:
+                users[uid] = service.call("users.info", read=True, user=uid)["user"].get("name", uid)
+            except slack.SlackError:
+                users[uid] = uid
+        messages.append({"ts": message["ts"], "user": users.get(uid, uid), "text": message.get("text", ""),
+                         "thread_ts": message.get("thread_ts") if message.get("thread_ts") != message["ts"] else None})
+    result["transcript"] = messages
+    result["message_count"] = len(messages)
+    if params["transcript_path"] and not module.check_mode:
+        write_atomically(params["transcript_path"], render(channel, messages, params["transcript_format"]))
+        result["changed"] = True
+        result["path"] = params["transcript_path"]
+
+
+def render(channel, messages, form):
+    if form == "json":
+        return json.dumps({"channel": view(channel), "messages": messages}, indent=2) + "\n"
+    lines = ["# Slack transcript of #%s" % channel["name"], ""]
+    for message in messages:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(message["ts"])))
+        indent = "    " if message["thread_ts"] else ""
+        text = message["text"].replace("\n", "\n" + indent + "  ")
+        lines.append("%s- `%s` **%s**: %s" % (indent, stamp, message["user"], text))
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, content):
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(prefix=".slack-transcript-", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(content)
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, path)
+    except (IOError, OSError) as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise InvalidInput("cannot write the transcript to %s: %s" % (path, exc))
+
+
+def run(module, service):
+    params = module.params
+    name = params["name"] or slack.channel_name(params["incident_key"], params["name_prefix"])
+    if not slack.valid_channel_name(name):
+        raise InvalidInput("invalid Slack channel name %r: use at most 80 lowercase letters, digits, '-' and '_'" % name)
+    result = {"changed": False, "created": False, "invited": [], "posted": False, "channel": None}
+    before, after = {}, {}
+    if params["state"] == "present":
+        ensure_present(module, service, name, result, before, after)
+    elif params["state"] == "archived":
+        archive(module, service, name, result, before, after)
+    else:
+        transcript(module, service, name, result)
+    return result, {"before": before, "after": after}
+
+
+def argument_spec():
+    return _options.argument_spec(
+        "slack",
+        incident_key=dict(type="str", required=True, no_log=False),
+        name=dict(type="str"),
+        name_prefix=dict(type="str", default="inc-"),
+        state=dict(type="str", choices=["present", "archived", "transcript"], default="present"),
+        private=dict(type="bool", default=False),
+        unarchive=dict(type="bool", default=True),
+        topic=dict(type="str"),
+        purpose=dict(type="str"),
+        users=dict(type="list", elements="str", default=[]),
+        text=dict(type="str"),
+        blocks=dict(type="list", elements="dict"),
+        thread_ts=dict(type="str"),
+        message_id=dict(type="str"),
+        transcript_path=dict(type="path"),
+        transcript_format=dict(type="str", choices=["markdown", "json"], default="markdown"),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _options.require_requests(module)
+    try:
+        service = slack.SlackService(slack.client_from_params(module.params, log=module.warn))
+        result, diff = run(module, service)
+    except SelfHealError as error:
+        module.fail_json(**error.to_fail_kwargs())
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
