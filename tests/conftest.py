@@ -34,6 +34,12 @@ class SandboxHandle(object):
             raw = response.read()
         return json.loads(raw) if raw else None
 
+    def call_raw(self, method, path):
+        """The body of an admin call as text (attachments, pages)."""
+        request = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read().decode("utf-8", "replace")
+
     def state(self):
         return self.call("GET", "/_sandbox/state")
 

@@ -39,6 +39,7 @@ attributes:
     details:
       - Reads the channel, its members and history and reports what would change; creates, invites, posts and
         archives nothing. O(state=transcript) reads and returns the transcript but writes no file.
+      - O(state=transcript) is V(changed) only when the file's content changed.
   diff_mode:
     support: full
     details: Shows the channel's topic, purpose, members added, archived flag and posted message before and after.
@@ -320,9 +321,19 @@ def transcript(module, service, name, result):
     result["transcript"] = messages
     result["message_count"] = len(messages)
     if params["transcript_path"] and not module.check_mode:
-        write_atomically(params["transcript_path"], render(channel, messages, params["transcript_format"]))
-        result["changed"] = True
+        content = render(channel, messages, params["transcript_format"])
         result["path"] = params["transcript_path"]
+        if read_text(params["transcript_path"]) != content:
+            write_atomically(params["transcript_path"], content)
+            result["changed"] = True
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
 
 
 def render(channel, messages, form):

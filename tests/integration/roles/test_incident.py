@@ -36,7 +36,9 @@ def incident(sandbox, tmp_path):
                 "incident_timeline_dir": str(tmp_path / "incidents"),
                 "incident_oncall_provider": "xmatters", "incident_oncall_groups": ["Ops Primary"],
                 "incident_jira_project": "OPS", "incident_jira_priority": "High", "incident_jira_resolution": "Fixed",
-                "incident_run_url": "https://awx.example/#/jobs/playbook/42"}
+                "incident_run_url": "https://awx.example/#/jobs/playbook/42",
+                "incident_slack_enabled": True, "incident_slack_users": ["user007@example.com"],
+                "incident_slack_oncall_email_domain": "example.com"}
     sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0.05})
     return problem, settings
 
@@ -70,10 +72,21 @@ def test_open_update_resolve_writes_every_record_once(sandbox, sandbox_env, play
     assert sum("Restarting web on web-01." in b for b in bodies) == 1
     [resolved] = [b for b in bodies if "Resolved by selfheal.devops" in b]
     assert "open ticket" in resolved and "resolve page" in resolved  # the timeline, in the comment
-    [attachment] = ticket["attachments"]
-    assert attachment["filename"] == key + ".json"
+    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    attachment = [a for a in ticket["attachments"] if a["filename"] == key + ".json"][0]
     saved = sandbox.call("GET", "/_sandbox/jira/cloud/attachments/" + attachment["id"])
-    assert [r["step"] for r in saved["records"]][:3] == ["remediation started", "page on-call", "open ticket"]
+    assert [r["step"] for r in saved["records"]][:4] == ["remediation started", "page on-call", "open ticket", "open channel"]
+
+    [channel] = sandbox.state()["slack"]["channels"].values()
+    assert channel["name"] == "inc-" + key.lower() and channel["is_archived"]
+    assert set(channel["members"]) == {"U0SELFHEAL", "U10000007", "U0ONCALL01", "U0ONCALL02"}  # + the on-call people
+    assert channel["topic"]["value"].endswith("| " + ticket["key"])
+    texts = [m["text"] for m in sandbox.state()["slack"]["messages"][channel["id"]]]
+    assert len(texts) == 3 and "Remediation started" in texts[0] and ticket["key"] in texts[0]
+    assert texts[1] == "Restarting web on web-01." and texts[2].startswith(":white_check_mark: Resolved: web restarted")
+    transcript = [a for a in ticket["attachments"] if a["filename"] == key + "-slack.md"][0]
+    markdown = sandbox.call_raw("GET", "/_sandbox/jira/cloud/attachments/" + transcript["id"])
+    assert "Restarting web on web-01." in markdown and "# Slack transcript of #inc-" in markdown
 
     assert sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"] == "CLOSED"
     pages = [e for e in sandbox.state()["xmatters"]["events"] if e["status"] == "TERMINATED"]
@@ -86,8 +99,9 @@ def test_open_update_resolve_writes_every_record_once(sandbox, sandbox_env, play
     again = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
     assert again.rc == 0, again.stdout[-3000:]
     [ticket] = tickets(sandbox, key)
-    assert len(ticket["comments"]) == len(bodies) and len(ticket["attachments"]) == 1
+    assert len(ticket["comments"]) == len(bodies) and len(ticket["attachments"]) == 2
     assert len(sandbox.state()["xmatters"]["events"]) == 1
+    assert len(sandbox.state()["slack"]["channels"]) == 1 and len(sandbox.state()["slack"]["messages"][channel["id"]]) == 3
     first = len(run["timeline"]["incident_timeline"])
     second = [(r["action"], r["step"], r["system"], r["result"]) for r in again["timeline"]["incident_timeline"][first:]]
     assert [s for s in second if s[3] != "ok"] == [], second
@@ -104,6 +118,7 @@ def test_jira_down_during_the_fix_is_recorded_and_caught_up_at_resolve(sandbox, 
 
     errors = run["errors"]["incident_errors"]
     assert [(e["step"], e["system"]) for e in errors] == [("open ticket", "jira"), ("progress", "jira")]
+    assert [m["text"] for m in sandbox.state()["slack"]["messages"].popitem()[1]][1] == "Restarting web on web-01."
     assert "503" in errors[0]["error"] and "Traceback" not in errors[0]["error"]
     # The fix's other records went on; resolve created the ticket it could not open, and resolved it.
     [ticket] = tickets(sandbox, key)
@@ -128,6 +143,9 @@ def test_escalate_repages_and_comments_keeping_the_ticket_open(sandbox, sandbox_
     events = sandbox.state()["xmatters"]["events"]
     assert len(events) == 2 and all(e["status"] == "ACTIVE" for e in events)
     assert sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"] == "OPEN"
+    [channel] = sandbox.state()["slack"]["channels"].values()
+    assert not channel["is_archived"] and {"U0ONCALL01", "U0ONCALL02"} <= set(channel["members"])
+    assert any("escalated to a human" in m["text"] for m in sandbox.state()["slack"]["messages"][channel["id"]])
 
 
 def test_no_system_configured_only_keeps_the_timeline(sandbox, sandbox_env, playbook, tmp_path):
