@@ -31,7 +31,7 @@ def test_the_responder_picks_restart_and_the_restart_happens(loop, sandbox_sessi
     assert loop.supervisor.pid() == 0  # nothing restarted before the answer
     sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page["id"], "response": "Restart",
                                                         "recipient": "oncall.primary"})
-    wait_for_step(loop, problem, "resolve ticket")
+    wait_for_step(loop, problem, "archive channel")
     new = loop.supervisor.pid()
     assert new and new != old and estate.healthy(loop.supervisor.port)
     assert problem_state(sandbox, problem)["status"] == "CLOSED"

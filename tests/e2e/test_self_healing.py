@@ -1,5 +1,5 @@
 """End to end, with one real ansible-rulebook activation running the collection's self_healing rulebook
-(installed from the tarball) and the sandbox as Dynatrace, xMatters and Jira:
+(installed from the tarball) and the sandbox as Dynatrace, xMatters, Jira and Slack:
   - a crashed process is detected, restarted by remediate_process_crash, and every record is written once;
   - the same notification delivered 100 times heals once;
   - a full disk (a real 8 MiB tmpfs) is freed by remediate_full_disk, keeping young and excluded files."""
@@ -11,7 +11,8 @@ import time
 import pytest
 
 import estate
-from loops import crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, timeline, wait_for_step
+from loops import (channel_texts, channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for,
+                   timeline, wait_for_step)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def loop(installed_collection, sandbox_session, tmp_path_factory):
 
 
 def wait_for_resolution(loop, sandbox, problem):
-    wait_for_step(loop, problem, "resolve ticket")
+    wait_for_step(loop, problem, "archive channel")
     assert problem_state(sandbox, problem)["status"] == "CLOSED"
 
 
@@ -49,13 +50,17 @@ def test_process_crash_is_healed_with_every_record_once(loop, sandbox_session):
 
     [ticket] = tickets_for(sandbox, key)
     assert ticket["fields"]["status"] == "Resolved" and ticket["fields"]["resolution"] == "Fixed"
-    assert [a["filename"] for a in ticket["attachments"]] == [key + ".json"]
+    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    [channel] = channels_for(sandbox, key)
+    assert channel["is_archived"] and {"U0ONCALL01", "U0ONCALL02"} <= set(channel["members"])
+    texts = channel_texts(sandbox, channel)
+    assert "Remediation started" in texts[0] and texts[-1].startswith(":white_check_mark: Resolved: web restarted")
     assert any("web restarted on web-01" in json.dumps(c["body"]) for c in ticket["comments"])
 
     records = timeline(loop, key)["records"]
     steps = [(r["step"], r["system"], r["result"]) for r in records]
-    assert steps[:5] == [("remediation started", "dynatrace", "changed"), ("page on-call", "xmatters", "changed"),
-                         ("open ticket", "jira", "changed"),
+    assert steps[:6] == [("remediation started", "dynatrace", "changed"), ("page on-call", "xmatters", "changed"),
+                         ("open ticket", "jira", "changed"), ("open channel", "slack", "changed"),
                          ("resolved", "dynatrace", "changed"), ("resolve page", "xmatters", "changed")]
     assert ("resolve ticket", "jira", "changed") in steps
     assert all(r["duration"] >= 0 and r["time"].endswith("Z") for r in records)
@@ -70,7 +75,7 @@ def test_the_same_notification_delivered_100_times_heals_once(loop, sandbox_sess
     estate.wait_until(lambda: sum(1 for o in sandbox.outbound() if o["status"] is not None) >= 101, timeout=30,
                       what="all deliveries")
 
-    assert len(pages_for(sandbox, key)) == 1 and len(tickets_for(sandbox, key)) == 1
+    assert len(pages_for(sandbox, key)) == 1 and len(tickets_for(sandbox, key)) == 1 and len(channels_for(sandbox, key)) == 1
     comments = [c["content"] for c in sandbox.state()["dynatrace"]["comments"][problem["problemId"]]]
     assert sum(c.startswith("[selfheal.devops] Remediation started") for c in comments) == 1
     assert loop.output().count("'incident_key': '%s'" % key) >= 1
@@ -113,3 +118,29 @@ def test_full_disk_is_freed_keeping_young_and_excluded_files(loop, sandbox_sessi
     assert ticket["fields"]["status"] == "Resolved"
     comments = [c["content"] for c in sandbox.state()["dynatrace"]["comments"][problem["problemId"]]]
     assert any("temporary files" in c and "deleted on web-01" in c for c in comments), comments
+
+
+def test_jira_down_for_30_s_and_slack_rate_limited_still_heal_with_every_record_once(loop, sandbox_session):
+    sandbox = sandbox_session
+    sandbox.fault("/jira/rest/*", times=-1, duration=30, status=503, body={"errorMessages": ["Service Unavailable"]})
+    sandbox.fault("/slack/api/chat.postMessage", times=3, status=429, headers={"Retry-After": "1"},
+                  body={"ok": False, "error": "ratelimited"})
+    try:
+        old, problem = crash_and_report(loop, sandbox)
+        key = "dt-" + problem["displayId"]
+        estate.wait_until(lambda: loop.supervisor.pid() not in (0, old) and estate.healthy(loop.supervisor.port),
+                          timeout=60, what="the restart while Jira is down")
+        wait_for_step(loop, problem, "archive channel", timeout=180)
+    finally:
+        sandbox.call("DELETE", "/_sandbox/faults")
+    assert problem_state(sandbox, problem)["status"] == "CLOSED"
+    [page] = pages_for(sandbox, key)
+    assert page["status"] == "TERMINATED"
+    [ticket] = tickets_for(sandbox, key)  # created late, once, and resolved
+    assert ticket["fields"]["status"] == "Resolved"
+    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    [channel] = channels_for(sandbox, key)
+    texts = channel_texts(sandbox, channel)
+    assert len(texts) == len(set(texts)) == 2 and channel["is_archived"]  # opening and outcome, once each
+    results = [(r["step"], r["system"], r["result"]) for r in timeline(loop, key)["records"]]
+    assert ("open ticket", "jira", "failed") in results and ("resolve ticket", "jira", "changed") in results

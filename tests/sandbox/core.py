@@ -27,8 +27,10 @@ class Fault(object):
     """One injected fault: for `times` requests matching method+path glob, answer/act differently."""
 
     def __init__(self, path, method="*", times=1, status=None, body=None, headers=None, latency=0.0,
-                 drop=False, service=None):
+                 drop=False, service=None, duration=None):
         self.path = path
+        # duration: the fault lasts that many seconds from now (times=-1 with it: every request meanwhile).
+        self.expires = time.time() + float(duration) if duration is not None else None
         self.method = method.upper()
         self.remaining = int(times)
         self.status = status
@@ -39,12 +41,15 @@ class Fault(object):
         self.service = service
 
     def matches(self, request):
+        if self.expires is not None and time.time() > self.expires:
+            return False
         return (self.remaining != 0 and (self.method == "*" or self.method == request.method)
                 and fnmatch.fnmatchcase(request.path, self.path))
 
     def describe(self):
         return dict(path=self.path, method=self.method, remaining=self.remaining, status=self.status,
-                    latency=self.latency, drop=self.drop)
+                    latency=self.latency, drop=self.drop,
+                    seconds_left=None if self.expires is None else max(0.0, round(self.expires - time.time(), 3)))
 
 
 class Sandbox(object):

@@ -28,6 +28,7 @@ def self_healing_loop(collections_path, sandbox, workdir, variables=None, settin
                           process_restart_health_timeout=15,
                           incident_oncall_provider="xmatters", incident_oncall_groups=["Ops Primary"],
                           incident_jira_project="OPS", incident_jira_resolution="Fixed",
+                          incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com",
                           incident_timeline_dir=str(workdir / "incidents"),
                           tempfile_cleanup_paths=[str(disk / "app-tmp")], tempfile_cleanup_allowed_roots=[str(disk)],
                           tempfile_cleanup_threshold_percent=50, tempfile_cleanup_target_free_percent=60,
@@ -89,3 +90,11 @@ def pages_for(sandbox, key):
 
 def tickets_for(sandbox, key):
     return [i for i in sandbox.state()["jira"]["cloud"]["issues"].values() if key in i["fields"]["labels"]]
+
+
+def channels_for(sandbox, key):
+    return [c for c in sandbox.state()["slack"]["channels"].values() if c["name"] == "inc-" + key.lower()]
+
+
+def channel_texts(sandbox, channel):
+    return [m["text"] for m in sandbox.state()["slack"]["messages"][channel["id"]]]
