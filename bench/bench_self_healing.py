@@ -38,12 +38,14 @@ def stamp(record):
 def stages(run):
     records = {r["step"]: r for r in run["records"]}
     comment_start, comment_end = stamp(records["remediation started"])
-    dummy, page_end = stamp(records["page on-call"])
+    dummy, channel_end = stamp(records["open channel"])
     return {
         "intake+start": comment_start - run["detected"],
         "comment": comment_end - comment_start,
         "page": records["page on-call"]["duration"],
-        "restart": run["healed"] - page_end,
+        "ticket": records["open ticket"]["duration"],
+        "channel": records["open channel"]["duration"],
+        "restart": run["healed"] - channel_end,
         "resolve": run["resolved"] - run["healed"],
         "detection->healthy": run["healed"] - run["detected"],
         "detection->resolved": run["resolved"] - run["detected"],

@@ -37,10 +37,11 @@ def print_timeline(key, path, detected, healed):
     with open(path) as handle:
         records = json.load(handle)["records"]
     say("\n  Incident %s" % key)
-    say("  %-27s %-22s %-10s %-9s %s" % ("time (UTC)", "step", "system", "result", "took"))
+    say("  %-15s %-20s %-10s %-8s %-7s %s" % ("time (UTC)", "step", "system", "result", "took", "detail"))
     for record in records:
-        values = (record["time"], record["step"], record["system"], record["result"], record["duration"])
-        say("  %-27s %-22s %-10s %-9s %.2f s" % values)
+        values = (record["time"][11:23], record["step"], record["system"], record["result"], record["duration"],
+                  str(record.get("detail") or "")[:60])
+        say("  %-15s %-20s %-10s %-8s %5.2f s %s" % values)
     say("  detection -> healthy: %.1f s\n" % (healed - detected))
 
 
@@ -64,7 +65,7 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
         if not os.path.exists(path):
             return False
         with open(path) as handle:
-            return any(r["step"] == "resolve ticket" for r in json.load(handle)["records"])
+            return any(r["step"] == "archive channel" for r in json.load(handle)["records"])
 
     estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
                       what="the service to come back")
@@ -76,6 +77,7 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
     if not quiet:
         status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
         step("incident resolved; Dynatrace problem %s is %s; %s" % (problem["displayId"], status, ticket_line(sandbox, key)))
+        step(channel_line(sandbox, key))
         print_timeline(key, path, detected, healed)
     with open(path) as handle:
         records = json.load(handle)["records"]
@@ -87,7 +89,7 @@ def wait_resolved(path):
         if not os.path.exists(path):
             return False
         with open(path) as handle:
-            return any(r["step"] == "resolve ticket" for r in json.load(handle)["records"])
+            return any(r["step"] == "archive channel" for r in json.load(handle)["records"])
 
     estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
 
@@ -100,6 +102,17 @@ def ticket_line(sandbox, key):
     return "Jira %s is %s (%d comments, attached: %s)" % (
         issue["key"], issue["fields"]["status"], len(issue["comments"]),
         ", ".join(a["filename"] for a in issue["attachments"]) or "nothing")
+
+
+def channel_line(sandbox, key):
+    slack = sandbox.state()["slack"]
+    channels = [c for c in slack["channels"].values() if c["name"] == "inc-" + key.lower()]
+    if not channels:
+        return "no Slack channel"
+    channel = channels[0]
+    return "Slack #%s %s (%d members, %d messages)" % (
+        channel["name"], "archived" if channel["is_archived"] else "open", len(channel["members"]),
+        len(slack["messages"][channel["id"]]))
 
 
 def used_percent(path):
@@ -146,6 +159,7 @@ def full_disk(sandbox, loop):
     step("incident resolved; Dynatrace problem %s is %s; %s" % (
         problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
         ticket_line(sandbox, key)))
+    step(channel_line(sandbox, key))
     print_timeline(key, path, detected, healed)
 
 
@@ -173,7 +187,8 @@ def start_loop(workdir, max_restarts=3):
             process_restart_max_attempts=max_restarts, incident_oncall_provider="xmatters",
             incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"),
             incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
-            incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed")}}
+            incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed",
+            incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com")}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
                      "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json"),
                      "selfheal_full_disk_mode": "approve"}
