@@ -19,7 +19,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_HOST_KEY_CHECKING := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e test build demo bench clean
+.PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e test build demo bench docs clean
 
 SYSTEM_PACKAGES := nginx haproxy
 
@@ -88,6 +88,9 @@ demo: venv collection system-deps ## run the self-healing scenarios end to end o
 
 bench: venv collection ## benchmarks (not in CI); writes bench/results and BENCHMARKS.md figures
 	@for script in bench/bench_*.py; do echo ">> $$script"; $(BIN)/python $$script || exit 1; done
+
+docs: venv collection ## regenerate docs/reference from the modules', roles' and event sources' documentation
+	$(BIN)/python tools/docs_reference.py
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf build tests/output .pytest_cache .ansible

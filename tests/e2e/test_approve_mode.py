@@ -52,4 +52,3 @@ def test_no_answer_escalates_and_restarts_nothing(loop, sandbox_session):
     [ticket] = tickets_for(sandbox, key)
     assert ticket["fields"]["status"] == "Open"
     assert any("Not approved (no_response)" in json.dumps(c["body"]) for c in ticket["comments"])
-

@@ -121,7 +121,7 @@ async def read_params(request, method):
             params.update(data)
         elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             form = await request.post()
-            params.update({k: v for k, v in form.items()})
+            params.update(dict(form.items()))
             body_token = params.pop("token", None)
         else:
             return params, None, "invalid_form_data"

@@ -97,7 +97,7 @@ def test_transcript_of_600_messages_with_threads_oldest_first(sandbox, sandbox_e
     assert len(saved["messages"]) == 600 and saved["channel"]["name"] == "inc-dt-p-1234"
     markdown = md_path.read_text()
     assert markdown.count("\n- `") + markdown.count("\n    - `") == 600 and "**oncall-primary**" in markdown
-    history_calls = [e for e in sandbox.requests(credentials.SLACK_PREFIX + "/conversations.history")]
+    history_calls = sandbox.requests(credentials.SLACK_PREFIX + "/conversations.history")
     assert len(history_calls) == 2 * 3  # 500 top-level messages, 200 per page, for each of the two runs
 
 

@@ -12,7 +12,8 @@ import credentials
 AUTH = {"Authorization": "Bearer " + credentials.SLACK_TOKEN}
 
 
-def api(sandbox, method, json=None, data=None, params=None, headers=AUTH, http="POST"):
+def api(sandbox, method, json=None, data=None, params=None, headers=None, http="POST"):
+    headers = AUTH if headers is None else headers
     response = requests.request(http, sandbox.url + credentials.SLACK_PREFIX + "/" + method, json=json, data=data,
                                 params=params, headers=headers, timeout=10)
     return response
