@@ -1,8 +1,15 @@
-"""The sandbox's watch page: `GET /` shows problems, pages, tickets and channels as the incident unfolds.
+"""The sandbox's watch page: `GET /` shows problems, pages, tickets, channels and Keptn sequences as they change.
 
 `GET /_sandbox/view` is the summary the page polls every second (one JSON document, also handy in tests); the
-page renders it with a few lines of vanilla JavaScript that only ever set textContent (no HTML from the data).
+page renders it with a few lines of vanilla JavaScript that only ever set textContent, so a title such as
+`<script>...` is shown, never parsed. A Content-Security-Policy allows nothing but the page's own inline script
+and style (by hash) and fetches to the sandbox itself. Reading the view never changes any service's state.
 """
+
+import base64
+import hashlib
+import re
+import time
 
 from aiohttp import web
 
@@ -10,49 +17,77 @@ from core import SANDBOX
 
 PREFIX = ""
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>selfheal.devops sandbox</title>
-<style>
+STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.3em}h2{font-size:1.05em;margin:1.2em 0 .3em}
 section{border-top:1px solid #ddd;padding-top:.3em}table{border-collapse:collapse;width:100%}
 td,th{text-align:left;padding:.15em .6em .15em 0;vertical-align:top}th{color:#666;font-weight:normal}
-.s-OPEN,.s-ACTIVE,.s-Open{color:#b00}.s-CLOSED,.s-TERMINATED,.s-Resolved,.s-Done,.s-Closed,.s-finished{color:#070}
+.s-OPEN,.s-ACTIVE,.s-triggered,.s-Open,.s-started{color:#b00}.s-acknowledged,.s-In-Progress{color:#a60}
+.s-CLOSED,.s-RESOLVED,.s-TERMINATED,.s-resolved,.s-Resolved,.s-Done,.s-Closed,.s-finished{color:#070}
 .muted{color:#888}ul{margin:.2em 0 .2em 1.2em;padding:0}
-</style></head><body>
-<h1>selfheal.devops SaaS sandbox <span class="muted" id="updated"></span></h1>
-<section><h2>Dynatrace problems</h2><table id="problems"></table></section>
-<section><h2>On-call pages (xMatters events, PagerDuty alerts)</h2><table id="pages"></table></section>
-<section><h2>Jira tickets</h2><table id="tickets"></table></section>
-<section><h2>Slack channels</h2><table id="channels"></table></section>
-<section><h2>Keptn sequences</h2><table id="sequences"></table></section>
-<script>
+"""
+
+SCRIPT = """
 function cell(row, value, cls) { var td = row.insertCell(); td.textContent = value == null ? "" : String(value);
   if (cls) td.className = cls; return td; }
-function list(row, items) { var td = row.insertCell(), ul = document.createElement("ul");
-  (items || []).forEach(function (i) { var li = document.createElement("li"); li.textContent = i; ul.appendChild(li); });
-  td.appendChild(ul); }
+function items(parent, values) { var ul = document.createElement("ul");
+  (values || []).forEach(function (v) { var li = document.createElement("li");
+    if (typeof v === "string") { li.textContent = v; } else { li.textContent = v.text; items(li, v.replies); }
+    ul.appendChild(li); });
+  if (ul.childNodes.length) parent.appendChild(ul); }
+function list(row, values) { items(row.insertCell(), values); }
 function fill(id, head, rows, draw) { var t = document.getElementById(id); t.textContent = "";
   var h = t.insertRow(); head.forEach(function (x) { var th = document.createElement("th"); th.textContent = x; h.appendChild(th); });
   if (!rows.length) { cell(t.insertRow(), "none yet", "muted"); }
   rows.forEach(function (r) { draw(t.insertRow(), r); }); }
+function state(s) { return "s-" + String(s).replace(/[^A-Za-z0-9]+/g, "-"); }
 function render(v) {
   fill("problems", ["problem", "title", "status", "comments"], v.problems, function (row, p) {
-    cell(row, p.display_id); cell(row, p.title); cell(row, p.status, "s-" + p.status); list(row, p.comments); });
-  fill("pages", ["system", "page", "status", "responses"], v.pages, function (row, p) {
-    cell(row, p.system); cell(row, p.name); cell(row, p.status, "s-" + p.status); list(row, p.responses); });
-  fill("tickets", ["ticket", "summary", "status", "comments", "attachments"], v.tickets, function (row, t) {
-    cell(row, t.key); cell(row, t.summary); cell(row, t.status, "s-" + t.status); list(row, t.comments); list(row, t.attachments); });
-  fill("channels", ["channel", "state", "members", "messages"], v.channels, function (row, c) {
-    cell(row, "#" + c.name); cell(row, c.archived ? "archived" : "open"); cell(row, c.members); list(row, c.messages); });
-  fill("sequences", ["sequence", "service", "state", "result"], v.sequences, function (row, s) {
-    cell(row, s.name); cell(row, s.service); cell(row, s.state, "s-" + s.state); cell(row, s.result); });
+    cell(row, p.display_id); cell(row, p.title); cell(row, p.status, state(p.status)); list(row, p.comments); });
+  fill("pages", ["system", "page", "summary", "status", "responses"], v.pages, function (row, p) {
+    cell(row, p.system); cell(row, p.id); cell(row, p.summary); cell(row, p.status, state(p.status)); list(row, p.responses); });
+  fill("tickets", ["Jira", "ticket", "summary", "status", "comments", "attachments"], v.tickets, function (row, t) {
+    cell(row, t.instance); cell(row, t.key); cell(row, t.summary); cell(row, t.status, state(t.status));
+    list(row, t.comments); list(row, t.attachments.map(function (a) { return a.filename + " (" + a.size + " bytes)"; })); });
+  fill("channels", ["channel", "state", "topic", "members", "messages (and thread replies)"], v.channels, function (row, c) {
+    cell(row, "#" + c.name); cell(row, c.archived ? "archived" : "open"); cell(row, c.topic); cell(row, c.members);
+    list(row, c.messages); });
+  fill("sequences", ["sequence", "context", "service", "state", "result"], v.sequences, function (row, s) {
+    cell(row, s.name); cell(row, s.context); cell(row, s.service); cell(row, s.state, state(s.state)); cell(row, s.result); });
+  document.getElementById("slack-absent").hidden = v.slack_present;
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
-function poll() { fetch("/_sandbox/view").then(function (r) { return r.json(); }).then(render)
-  .catch(function () {}).finally(function () { setTimeout(poll, 1000); }); }
+function poll() { fetch("/_sandbox/view", {cache: "no-store"}).then(function (r) { return r.json(); }).then(render)
+  .catch(function () { document.getElementById("updated").textContent = "sandbox not answering"; })
+  .finally(function () { setTimeout(poll, 1000); }); }
 poll();
-</script></body></html>
 """
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>selfheal.devops sandbox</title>
+<style>%s</style></head><body>
+<h1>selfheal.devops SaaS sandbox <span class="muted" id="updated"></span></h1>
+<section><h2>Dynatrace problems</h2><table id="problems"></table></section>
+<section><h2>On-call pages (xMatters events, PagerDuty alerts by dedup key)</h2><table id="pages"></table></section>
+<section><h2>Jira tickets (Cloud and Data Center)</h2><table id="tickets"></table></section>
+<section><h2>Slack channels</h2><p class="muted" id="slack-absent" hidden>no Slack service in this sandbox</p>
+<table id="channels"></table></section>
+<section><h2>Keptn sequences</h2><table id="sequences"></table></section>
+<script>%s</script></body></html>
+""" % (STYLE, SCRIPT)
+
+
+def _sha256(text):
+    return "'sha256-%s'" % base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; connect-src 'self'; script-src %s; style-src %s" % (
+        _sha256(SCRIPT), _sha256(STYLE)),
+}
+VIEW_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+JIRA_INSTANCES = (("cloud", "Cloud"), ("dc", "Data Center"))
 
 
 def text_of(body):
@@ -70,53 +105,97 @@ def text_of(body):
             if node.get("type") in ("paragraph", "heading", "listItem", "codeBlock"):
                 parts.append(" ")
     walk(body)
-    return "".join(parts).strip()
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
-def response_text(response):
-    return response if isinstance(response, str) else (response or {}).get("text")
+def problems_of(state):
+    dyn = state.get("dynatrace") or {}
+    return [{"display_id": p.get("displayId"), "title": p.get("title"), "status": p.get("status"),
+             "comments": [c.get("content", "") for c in dyn.get("comments", {}).get(pid, [])]}
+            for pid, p in dyn.get("problems", {}).items()]
 
 
-def view(state):
-    """The summary of every service's state that the page shows."""
-    dyn = state.get("dynatrace", {})
-    problems = [{"display_id": p.get("displayId"), "title": p.get("title"), "status": p.get("status"),
-                 "comments": [c.get("content", "") for c in dyn.get("comments", {}).get(pid, [])]}
-                for pid, p in dyn.get("problems", {}).items()]
-    pages = [{"system": "xMatters", "name": e.get("name"), "status": e.get("status"),
-              "responses": ["%s: %s" % (d.get("person", {}).get("targetName"), response_text(d["response"]))
-                            for d in e.get("deliveries", []) if d.get("response")]}
-             for e in state.get("xmatters", {}).get("events", [])]
-    for alert in state.get("pagerduty", {}).get("alerts") or []:
-        pages.append({"system": "PagerDuty", "name": alert.get("dedup_key"), "status": alert.get("status"), "responses": []})
+def pages_of(state):
+    pages = []
+    for event in (state.get("xmatters") or {}).get("events", []):
+        responses = []
+        for delivery in event.get("deliveries", []):
+            response = delivery.get("response")
+            if response:
+                text = response if isinstance(response, str) else response.get("text")
+                responses.append("%s: %s" % ((delivery.get("person") or {}).get("targetName"), text))
+        pages.append({"system": "xMatters", "id": event.get("eventId"), "summary": event.get("name"),
+                      "status": event.get("status"), "responses": responses})
+    for alert in (state.get("pagerduty") or {}).get("alerts", []):
+        pages.append({"system": "PagerDuty", "id": alert.get("dedup_key"), "summary": alert.get("summary"),
+                      "status": alert.get("status"), "responses": []})
+    return pages
+
+
+def tickets_of(state):
     tickets = []
-    for instance in ("cloud", "dc"):
-        for issue in state.get("jira", {}).get(instance, {}).get("issues", {}).values():
-            tickets.append({"key": issue["key"], "summary": issue["fields"].get("summary"),
-                            "status": issue["fields"].get("status"),
+    for instance, label in JIRA_INSTANCES:
+        for issue in ((state.get("jira") or {}).get(instance) or {}).get("issues", {}).values():
+            fields = issue.get("fields", {})
+            tickets.append({"instance": label, "key": issue.get("key"), "summary": fields.get("summary"),
+                            "status": fields.get("status"),
                             "comments": [text_of(c.get("body"))[:300] for c in issue.get("comments", [])],
-                            "attachments": ["%s (%d bytes)" % (a["filename"], a["size"]) for a in issue.get("attachments", [])]})
-    slack = state.get("slack", {})
+                            "attachments": [{"filename": a.get("filename"), "size": a.get("size")}
+                                            for a in issue.get("attachments", [])]})
+    return tickets
+
+
+def channels_of(slack):
+    users = slack.get("users", {})
+
+    def line(message):
+        name = (users.get(message.get("user")) or {}).get("name") or message.get("user") or "?"
+        return "%s: %s" % (name, message.get("text", ""))
+
     channels = []
     for cid, channel in slack.get("channels", {}).items():
-        messages = []
-        for message in slack.get("messages", {}).get(cid, []):
-            messages.append(message.get("text", ""))
-            messages.extend("    > " + r.get("text", "") for r in slack.get("threads", {}).get("%s:%s" % (cid, message["ts"]), []))
-        channels.append({"name": channel["name"], "archived": channel.get("is_archived", False),
+        messages = [{"text": line(m), "replies": [line(r) for r in slack.get("threads", {}).get("%s:%s" % (cid, m.get("ts")), [])]}
+                    for m in slack.get("messages", {}).get(cid, [])]
+        channels.append({"id": cid, "name": channel.get("name"), "archived": bool(channel.get("is_archived")),
+                         "topic": (channel.get("topic") or {}).get("value", ""),
                          "members": len(channel.get("members", [])), "messages": messages})
-    sequences = [{"name": s.get("name"), "service": "%s/%s/%s" % (s.get("project"), s.get("stage"), s.get("service")),
-                  "state": (s.get("ended") or {}).get("state", "triggered"), "result": (s.get("ended") or {}).get("result")}
-                 for s in state.get("keptn", {}).get("sequences", {}).values()]
-    return {"problems": problems, "pages": pages, "tickets": tickets, "channels": channels, "sequences": sequences}
+    return channels
+
+
+def sequences_of(state, now):
+    """Keptn sequences as the shipyard-controller would report them now (derived here without side effects)."""
+    sequences = []
+    for sequence in (state.get("keptn") or {}).get("sequences", {}).values():
+        age = now - sequence.get("created", now)
+        ended = sequence.get("ended")
+        if ended:
+            status, result = ended.get("state"), ended.get("result")
+        elif age < sequence.get("appear_delay", 0):
+            status, result = "triggered", None
+        elif not sequence.get("manual") and age >= sequence.get("appear_delay", 0) + sequence.get("finish_delay", 0):
+            status, result = "finished", sequence.get("result")
+        else:
+            status, result = "started", None
+        sequences.append({"name": sequence.get("name"), "context": sequence.get("context"),
+                          "service": "%s/%s/%s" % (sequence.get("project"), sequence.get("stage"), sequence.get("service")),
+                          "state": status, "result": result})
+    return sequences
+
+
+def view(state, now=None):
+    """The summary of every service's state that the page shows (`slack_present` is false without slack.py)."""
+    slack = state.get("slack")
+    return {"problems": problems_of(state), "pages": pages_of(state), "tickets": tickets_of(state),
+            "slack_present": slack is not None, "channels": channels_of(slack or {}),
+            "sequences": sequences_of(state, time.time() if now is None else now)}
 
 
 async def page(request):
-    return web.Response(text=PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
+    return web.Response(text=PAGE, content_type="text/html", headers=PAGE_HEADERS)
 
 
 async def summary(request):
-    return web.json_response(view(request.app[SANDBOX].state), headers={"Cache-Control": "no-store"})
+    return web.json_response(view(request.app[SANDBOX].state), headers=VIEW_HEADERS)
 
 
 def setup(sandbox, app):
