@@ -2,7 +2,10 @@
 (installed from the tarball) and the sandbox as Dynatrace, xMatters, Jira and Slack:
   - a crashed process is detected, restarted by remediate_process_crash, and every record is written once;
   - the same notification delivered 100 times heals once;
-  - a full disk (a real 8 MiB tmpfs) is freed by remediate_full_disk, keeping young and excluded files."""
+  - a full disk (a real 8 MiB tmpfs) is freed by remediate_full_disk, keeping young and excluded files;
+  - Jira down for 30 s and Slack rate-limited during a crash: healed, every record once;
+  - a slow green release behind nginx is switched back to blue by rollback_bluegreen with zero failed requests
+    from a client running throughout, and a Keptn-managed service is rolled back through Keptn."""
 
 import json
 import os
@@ -11,7 +14,7 @@ import time
 import pytest
 
 import estate
-from loops import (channel_texts, channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for,
+from loops import (bluegreen_estate, channel_texts, channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for,
                    timeline, wait_for_step)
 
 
@@ -144,3 +147,45 @@ def test_jira_down_for_30_s_and_slack_rate_limited_still_heal_with_every_record_
     assert len(texts) == len(set(texts)) == 2 and channel["is_archived"]  # opening and outcome, once each
     results = [(r["step"], r["system"], r["result"]) for r in timeline(loop, key)["records"]]
     assert ("open ticket", "jira", "failed") in results and ("resolve ticket", "jira", "changed") in results
+
+
+def test_slow_green_release_is_switched_back_to_blue_without_a_failed_request(loop, sandbox_session):
+    sandbox, bluegreen = sandbox_session, loop.bluegreen
+    assert bluegreen.active_colour("nginx") == "green"
+    bluegreen.green.configure(delay=0.05)  # the new release is slow
+    client = bluegreen_estate.LoadClient(bluegreen.router_url("nginx"), keepalive=True, concurrency=2,
+                                         max_requests=50000, max_seconds=150, pause=0.01)
+    client.start()
+    try:
+        problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+            "title": "Response time degradation: checkout", "severity": "PERFORMANCE",
+            "entities": [{"type": "SERVICE", "name": "checkout"}], "tags": {"bluegreen": "green", "app": "checkout"}})
+        key = "dt-" + problem["displayId"]
+        wait_for_step(loop, problem, "archive channel")
+    finally:
+        report = client.stop().as_dict()
+    bluegreen.green.reset()
+    assert report["non_2xx"] == 0 and report["failed"] == 0 and report["requests"] > 100, report
+    assert report["colours"].get("blue", 0) > 0 and bluegreen.active_colour("nginx", requests=10) == "blue"
+    assert problem_state(sandbox, problem)["status"] == "CLOSED"
+    [page] = pages_for(sandbox, key)
+    assert page["status"] == "TERMINATED"
+    [ticket] = tickets_for(sandbox, key)
+    assert ticket["fields"]["status"] == "Resolved"
+    [channel] = channels_for(sandbox, key)
+    assert channel["is_archived"] and "switched back to blue" in " ".join(channel_texts(sandbox, channel)[-1].split())
+
+
+def test_a_keptn_managed_service_is_rolled_back_through_keptn(loop, sandbox_session):
+    sandbox = sandbox_session
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Response time degradation: carts", "severity": "PERFORMANCE",
+        "entities": [{"type": "SERVICE", "name": "carts"}],
+        "tags": {"bluegreen": "green", "keptn_project": "sockshop", "keptn_stage": "production", "keptn_service": "carts"}})
+    key = "dt-" + problem["displayId"]
+    wait_for_step(loop, problem, "archive channel")
+    sequences = [s for s in sandbox.state()["keptn"]["sequences"].values() if s["service"] == "carts"]
+    assert len(sequences) == 1 and sequences[0]["name"] == "rollback"
+    assert problem_state(sandbox, problem)["status"] == "CLOSED"
+    assert loop.bluegreen.active_colour("nginx") == "blue"  # the router was not touched by the Keptn path
+    assert len(tickets_for(sandbox, key)) == 1 and len(channels_for(sandbox, key)) == 1

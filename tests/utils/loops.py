@@ -5,18 +5,26 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 
 import credentials
 import estate
 import rulebook_harness
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration", "roles"))
+import bluegreen_estate  # noqa: E402
 
 TOKEN = "e2e-webhook-token"
 
 
 @contextlib.contextmanager
 def self_healing_loop(collections_path, sandbox, workdir, variables=None, settings=None):
-    """Start the estate and the activation; variables go to the rulebook, settings to the inventory."""
+    """Start the estate and the activation; variables go to the rulebook, settings to the inventory.
+
+    The estate: a web service under supervisord on host web-01, a small tmpfs, and a blue-green service (two
+    backends behind a private nginx, green live) routed by host router-01 of the group bluegreen_routers."""
     supervisor = estate.Supervisor(workdir)
+    bluegreen = bluegreen_estate.Estate(routers=("nginx",), active="green", workdir=str(workdir))
     port = rulebook_harness.free_port()
     disk = workdir / "disk"
     disk.mkdir()
@@ -34,7 +42,9 @@ def self_healing_loop(collections_path, sandbox, workdir, variables=None, settin
                           tempfile_cleanup_threshold_percent=50, tempfile_cleanup_target_free_percent=60,
                           tempfile_cleanup_age="1h", tempfile_cleanup_excludes=["*.lock"])
     inventory_vars.update(settings or {})
-    inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": inventory_vars}}
+    router = dict(bluegreen.role_vars("nginx"), ansible_connection="local", bluegreen_switch_health_interval=0.1)
+    inventory = {"all": {"hosts": {"web-01": {"ansible_connection": "local"}}, "vars": inventory_vars,
+                         "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
     rulebook_vars = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
                      "selfheal_state_file": str(workdir / "dynatrace-state.json")}
     rulebook_vars.update(variables or {})
@@ -48,10 +58,12 @@ def self_healing_loop(collections_path, sandbox, workdir, variables=None, settin
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
         sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0.1})
         activation.supervisor, activation.workdir, activation.disk = supervisor, workdir, disk if mounted else None
+        activation.bluegreen = bluegreen
         yield activation
     finally:
         activation.stop()
         supervisor.stop()
+        bluegreen.close()
         if mounted:
             subprocess.run(["umount", "-l", str(disk)], check=False)
 
