@@ -1,7 +1,8 @@
 """make demo: the self-healing loop on this machine, with nothing but the clone.
 
-Starts, all on 127.0.0.1: the SaaS API sandbox (Dynatrace, xMatters, ...), a demo estate (a web service
-under supervisord on host "web-01"), and ansible-rulebook running the collection's self_healing rulebook
+Starts, all on 127.0.0.1: the SaaS API sandbox (Dynatrace, xMatters, Jira, Slack, ...), a demo estate (a web
+service under supervisord on host "web-01", a small tmpfs, nginx in front of blue and green backends on host
+"router-01"), and ansible-rulebook running the collection's self_healing rulebook
 with the collection installed from its tarball. Then it plays each scenario and prints the incident's
 timeline and the time from detection to healthy. Everything it started is stopped on exit, Ctrl-C or failure.
 """
@@ -14,15 +15,16 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox")]
+sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox"),
+                os.path.join(ROOT, "tests", "integration", "roles")]
 
+import bluegreen_estate  # noqa: E402
 import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
 import credentials  # noqa: E402
 import estate  # noqa: E402
 import rulebook_harness  # noqa: E402
 
 TOKEN = "demo-webhook-token"
-NOT_YET = (("slow service after a blue-green release", "the bluegreen_switch role and its playbook are not built yet"),)
 
 
 def say(text=""):
@@ -163,16 +165,52 @@ def full_disk(sandbox, loop):
     print_timeline(key, path, detected, healed)
 
 
+def bluegreen(sandbox, loop):
+    say("== Scenario 3: slow service after a blue-green release -> switch back to blue on nginx ==")
+    estate_ = loop.bluegreen
+    estate_.green.configure(delay=0.05)
+    client = bluegreen_estate.LoadClient(estate_.router_url("nginx"), keepalive=True, concurrency=2, max_requests=50000,
+                                         max_seconds=120, pause=0.01)
+    client.start()
+    step("green is live behind nginx (%s) and answers in 50+ ms; a client sends requests throughout"
+         % estate_.router_url("nginx"))
+    detected = time.time()
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Response time degradation: checkout", "severity": "PERFORMANCE",
+        "entities": [{"type": "SERVICE", "name": "checkout"}], "tags": {"bluegreen": "green", "app": "checkout"}})
+    key = "dt-" + problem["displayId"]
+    path = os.path.join(loop.workdir, "incidents", key + ".json")
+    try:
+        estate.wait_until(lambda: estate_.active_colour("nginx", requests=1) == "blue", timeout=120, what="traffic on blue")
+        healed = time.time()
+        step("nginx serves blue again")
+        wait_resolved(path)
+    finally:
+        report = client.stop().as_dict()
+    estate_.green.reset()
+    step("client during the incident: %d requests, %d non-2xx, %d failed, answered by %s" % (
+        report["requests"], report["non_2xx"], report["failed"], report["colours"]))
+    step("incident resolved; Dynatrace problem %s is %s; %s" % (
+        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
+        ticket_line(sandbox, key)))
+    step(channel_line(sandbox, key))
+    print_timeline(key, path, detected, healed)
+    if report["non_2xx"] or report["failed"]:
+        raise RuntimeError("requests failed during the blue-green switch: %s" % report)
+
+
 def start_loop(workdir, max_restarts=3):
     """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
 
     max_restarts is the crash-loop guard's limit per 15 minutes (a benchmark that crashes the service many
     times in a row raises it; otherwise the guard rightly escalates instead of restarting)."""
-    sandbox = supervisor = activation = None
+    sandbox = supervisor = activation = bluegreen_ = None
     try:
         collections = rulebook_harness.install_collection(workdir)
         sandbox = conftest.start_sandbox()
         supervisor = estate.Supervisor(workdir)
+        bluegreen_ = bluegreen_estate.Estate(routers=("nginx",), active="green", workdir=workdir)
+        router = dict(bluegreen_.role_vars("nginx"), ansible_connection="local", bluegreen_switch_health_interval=0.1)
         port = rulebook_harness.free_port()
         disk = os.path.join(workdir, "disk")
         os.makedirs(disk)
@@ -188,7 +226,8 @@ def start_loop(workdir, max_restarts=3):
             incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"),
             incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
             incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed",
-            incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com")}}
+            incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com"),
+            "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
                      "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json"),
                      "selfheal_full_disk_mode": "approve"}
@@ -196,23 +235,27 @@ def start_loop(workdir, max_restarts=3):
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
         activation.workdir, activation.port, activation.disk = workdir, port, disk if mounted else None
+        activation.bluegreen = bluegreen_
         activation.start()
         activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=120)
         sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
         return sandbox, supervisor, activation
     except BaseException:
-        stop_loop(sandbox, supervisor, activation)
+        stop_loop(sandbox, supervisor, activation, bluegreen_)
         raise
 
 
-def stop_loop(sandbox, supervisor, activation):
+def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
     if activation is not None:
         activation.stop()
         if getattr(activation, "disk", None):
             subprocess.run(["umount", "-l", activation.disk], check=False)
     if supervisor is not None:
         supervisor.stop()
+    bluegreen_ = bluegreen_ or getattr(activation, "bluegreen", None)
+    if bluegreen_ is not None:
+        bluegreen_.close()
     if sandbox is not None:
         conftest.stop_sandbox(sandbox)
 
@@ -230,11 +273,12 @@ def main():
         step("demo estate: web service on http://127.0.0.1:%d/ under supervisord, host web-01" % supervisor.port)
         step("ansible-rulebook is running selfheal.devops.self_healing (webhook on 127.0.0.1:%d)" % activation.port)
 
+        step("watch the incidents unfold: %s/ (problems, pages, tickets, channels)" % sandbox.url)
         process_crash(sandbox, activation, supervisor)
         full_disk(sandbox, activation)
-        for number, (name, reason) in enumerate(NOT_YET, start=3):
-            say("== Scenario %d: %s: not run: %s ==" % (number, name, reason))
-        say("\nDemo finished in %.0f s. Logs: %s" % (time.time() - started, workdir))
+        bluegreen(sandbox, activation)
+        say("\nDemo finished in %.0f s: three scenarios resolved, the full-disk one in approve mode. Logs: %s"
+            % (time.time() - started, workdir))
         return 0
     except KeyboardInterrupt:
         say("\ninterrupted")
