@@ -62,10 +62,14 @@ def test_process_crash_is_healed_with_every_record_once(loop, sandbox_session):
 
     records = timeline(loop, key)["records"]
     steps = [(r["step"], r["system"], r["result"]) for r in records]
-    assert steps[:6] == [("remediation started", "dynatrace", "changed"), ("page on-call", "xmatters", "changed"),
+    assert steps[:7] == [("remediation started", "dynatrace", "changed"), ("page on-call", "xmatters", "changed"),
                          ("open ticket", "jira", "changed"), ("open channel", "slack", "changed"),
+                         ("restart process", "web-01", "changed"),
                          ("resolved", "dynatrace", "changed"), ("resolve page", "xmatters", "changed")]
     assert ("resolve ticket", "jira", "changed") in steps
+    restart = [r for r in records if r["step"] == "restart process"][0]
+    new = loop.supervisor.pid()
+    assert restart["detail"] == "web restarted (it was not running): PID %d, healthy" % new and restart["duration"] > 0
     assert all(r["duration"] >= 0 and r["time"].endswith("Z") for r in records)
 
 

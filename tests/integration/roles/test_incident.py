@@ -200,3 +200,17 @@ def test_no_answer_is_not_an_approval(sandbox, sandbox_env, playbook, incident):
     assert approval["approved"] is False and approval["response"] == "no_response"
     [ticket] = tickets(sandbox, settings["incident_key"])
     assert any("Not approved (no_response)" in json.dumps(c["body"]) for c in ticket["comments"])
+
+
+def test_record_appends_the_fix_to_the_timeline_without_calling_any_api(sandbox, sandbox_env, playbook, tmp_path):
+    settings = {"incident_key": "dt-P-8", "incident_dynatrace_enabled": False, "incident_timeline_dir": str(tmp_path)}
+    tasks = [role("record", incident_step="restart process", incident_message="web restarted", incident_result="changed",
+                  incident_started_at="{{ (now(utc=true).timestamp() - 2.5) | string }}"),
+             show("timeline", "incident_timeline")]
+    run = playbook(tasks, extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    [record] = run["timeline"]["incident_timeline"]
+    assert (record["step"], record["system"], record["result"], record["detail"]) == (
+        "restart process", "localhost", "changed", "web restarted")
+    assert 2.4 < record["duration"] < 30
+    assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
