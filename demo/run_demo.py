@@ -123,7 +123,7 @@ def used_percent(path):
 
 
 def full_disk(sandbox, loop):
-    say("== Scenario 2: full disk -> temp-file cleanup, in approve mode (the on-call engineer says yes) ==")
+    say("== Scenario 2: full disk -> temp-file cleanup ==")
     if loop.disk is None:
         say("   not run: mounting the demo's 8 MiB tmpfs needs root (mount -t tmpfs)\n")
         return
@@ -145,14 +145,6 @@ def full_disk(sandbox, loop):
         "entities": [{"type": "HOST", "name": "web-01"}]})
     key = "dt-" + problem["displayId"]
     path = os.path.join(loop.workdir, "incidents", key + ".json")
-    estate.wait_until(lambda: [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])],
-                      timeout=60, what="the page with the response options")
-    page = [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])][0]
-    step("xMatters paged the on-call engineer with the options %s; nothing is deleted before the answer"
-         % " / ".join(o["text"] for o in page["responseOptions"]))
-    sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page["id"], "response": "Approve",
-                                                        "recipient": "oncall.primary"})
-    step("oncall.primary picked Approve (simulated responder in the sandbox)")
     estate.wait_until(lambda: used_percent(loop.disk) < 50, timeout=120, what="the disk to be freed")
     healed = time.time()
     step("disk back to %.0f %% used; the young in-progress file is still there: %s"
@@ -199,6 +191,40 @@ def bluegreen(sandbox, loop):
         raise RuntimeError("requests failed during the blue-green switch: %s" % report)
 
 
+def approved_crash(sandbox, loop, supervisor):
+    say("== Incident 4: process crash in approve mode (the service is tagged selfheal_mode:approve) ==")
+    old = supervisor.pid()
+    estate.kill(old)
+    estate.wait_until(lambda: supervisor.pid() == 0, what="supervisor to see the crash")
+    step("killed the web service (PID %d) again; this time its Dynatrace tags ask for approval" % old)
+    detected = time.time()
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+        "title": "Process unavailable: web", "severity": "AVAILABILITY", "entities": [{"type": "HOST", "name": "web-01"}],
+        "tags": {"process": "web", "app": "checkout", "selfheal_mode": "approve"}})
+    key = "dt-" + problem["displayId"]
+    path = os.path.join(loop.workdir, "incidents", key + ".json")
+
+    def page():
+        return [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])]
+
+    estate.wait_until(page, timeout=60, what="the page with the response options")
+    step("xMatters paged the on-call engineer with the options %s; the service is still down (PID %d)"
+         % (" / ".join(o["text"] for o in page()[0]["responseOptions"]), supervisor.pid()))
+    sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page()[0]["id"], "response": "Approve",
+                                                        "recipient": "oncall.primary"})
+    step("oncall.primary picked Approve (a simulated responder, through the sandbox)")
+    estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
+                      what="the service to come back")
+    healed = time.time()
+    step("web service healthy again with PID %d" % supervisor.pid())
+    wait_resolved(path)
+    step("incident resolved; Dynatrace problem %s is %s; %s" % (
+        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
+        ticket_line(sandbox, key)))
+    step(channel_line(sandbox, key))
+    print_timeline(key, path, detected, healed)
+
+
 def start_loop(workdir, max_restarts=3):
     """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
 
@@ -229,8 +255,7 @@ def start_loop(workdir, max_restarts=3):
             incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com"),
             "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
-                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json"),
-                     "selfheal_full_disk_mode": "approve"}
+                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json")}
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
@@ -277,8 +302,9 @@ def main():
         process_crash(sandbox, activation, supervisor)
         full_disk(sandbox, activation)
         bluegreen(sandbox, activation)
-        say("\nDemo finished in %.0f s: three scenarios resolved, the full-disk one in approve mode. Logs: %s"
-            % (time.time() - started, workdir))
+        approved_crash(sandbox, activation, supervisor)
+        say("\nDemo finished in %.0f s: three scenarios resolved automatically, and one incident in approve mode. "
+            "Logs: %s" % (time.time() - started, workdir))
         return 0
     except KeyboardInterrupt:
         say("\ninterrupted")
