@@ -123,6 +123,9 @@ def test_full_disk_is_freed_keeping_young_and_excluded_files(loop, sandbox_sessi
     assert len(pages_for(sandbox, key)) == 1 and pages_for(sandbox, key)[0]["status"] == "TERMINATED"
     [ticket] = tickets_for(sandbox, key)
     assert ticket["fields"]["status"] == "Resolved"
+    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    [channel] = channels_for(sandbox, key)
+    assert channel["is_archived"] and "temporary files" in channel_texts(sandbox, channel)[-1]
     comments = [c["content"] for c in sandbox.state()["dynatrace"]["comments"][problem["problemId"]]]
     assert any("temporary files" in c and "deleted on web-01" in c for c in comments), comments
 
