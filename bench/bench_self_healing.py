@@ -10,12 +10,14 @@ the incident timeline plus the bench's own clock:
   restart        page done -> service healthy (crash-loop guard, supervisorctl, health checks)
   resolve        healthy -> incident resolved (comment + close, page resolved, timeline)
 
-    .venv/bin/python bench/bench_self_healing.py [--runs 5]
+    .venv/bin/python bench/bench_self_healing.py [--runs 5] [--scenario-runs 3]
 
 Writes bench/results/self_healing.json and prints a table.
 """
 
 import argparse
+import contextlib
+import io
 import datetime
 import json
 import os
@@ -52,28 +54,72 @@ def stages(run):
     }
 
 
+FIX_STEPS = {"restart process", "clean temporary files", "switch traffic back"}
+
+
+def scenario_stages(run):
+    """Any scenario: intake, the four opening writes together, the fix (from its timeline record), the ends."""
+    records = run["records"]
+    comment_start, dummy = stamp(next(r for r in records if r["step"] == "remediation started"))
+    dummy, channel_end = stamp(next(r for r in records if r["step"] == "open channel"))
+    fix = next(r for r in records if r["step"] in FIX_STEPS)
+    return {
+        "intake+start": comment_start - run["detected"],
+        "open (comment, page, ticket, channel)": channel_end - comment_start,
+        "fix (as recorded)": fix["duration"],
+        "detection->healthy": run["healed"] - run["detected"],
+        "detection->resolved": run["resolved"] - run["detected"],
+    }
+
+
+def summarise(runs):
+    return {name: {"median_s": round(statistics.median(r[name] for r in runs), 2),
+                   "max_s": round(max(r[name] for r in runs), 2)} for name in runs[0]}
+
+
+def quietly(function, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return function(*args)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scenario-runs", type=int, default=3, help="runs of the full-disk and blue-green scenarios")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="selfheal-bench-loop-")
     parts = run_demo.start_loop(workdir, max_restarts=args.runs + 1)
+    scenarios = {}
     try:
         sandbox, supervisor, activation = parts
         runs = [stages(run_demo.process_crash(sandbox, activation, supervisor, quiet=True)) for dummy in range(args.runs)]
+        disk, blue = [], []
+        for dummy in range(args.scenario_runs):
+            if activation.disk is not None:
+                disk.append(scenario_stages(quietly(run_demo.full_disk, sandbox, activation)))
+            activation.bluegreen.nginx.write_active("green")  # the next slow release went live
+            activation.bluegreen.nginx.reload()
+            blue.append(scenario_stages(quietly(run_demo.bluegreen, sandbox, activation)))
+        if disk:
+            scenarios["full_disk"] = summarise(disk)
+        scenarios["bluegreen_nginx"] = summarise(blue)
     finally:
         run_demo.stop_loop(*parts)
-    summary = {name: {"median_s": round(statistics.median(r[name] for r in runs), 2),
-                      "max_s": round(max(r[name] for r in runs), 2)} for name in runs[0]}
-    report = {"benchmark": "self_healing_process_crash", "command": "python bench/bench_self_healing.py --runs %d" % args.runs,
+    summary = summarise(runs)
+    report = {"benchmark": "self_healing_process_crash", "command": "python bench/bench_self_healing.py --runs %d --scenario-runs %d" % (args.runs, args.scenario_runs),
               "machine": "%d cores" % os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs], "summary": summary}
+              "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs], "summary": summary,
+              "scenarios": scenarios}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "self_healing.json"), "w") as handle:
         json.dump(report, handle, indent=2)
     print("%-22s %10s %10s" % ("stage", "median s", "max s"))
     for name, row in summary.items():
         print("%-22s %10.2f %10.2f" % (name, row["median_s"], row["max_s"]))
+    for scenario, rows in scenarios.items():
+        print("\n%s (%d runs)" % (scenario, args.scenario_runs))
+        for name, row in rows.items():
+            print("%-38s %10.2f %10.2f" % (name, row["median_s"], row["max_s"]))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,13 @@ def channel_line(sandbox, key):
         len(slack["messages"][channel["id"]]))
 
 
+def incident_result(key, path, detected, healed):
+    """What the benchmark needs from one incident: its clock times and its timeline."""
+    with open(path) as handle:
+        records = json.load(handle)["records"]
+    return {"incident": key, "detected": detected, "healed": healed, "resolved": time.time(), "records": records}
+
+
 def used_percent(path):
     vfs = os.statvfs(path)
     return 100.0 * (vfs.f_blocks - vfs.f_bfree) / vfs.f_blocks
@@ -155,6 +162,7 @@ def full_disk(sandbox, loop):
         ticket_line(sandbox, key)))
     step(channel_line(sandbox, key))
     print_timeline(key, path, detected, healed)
+    return incident_result(key, path, detected, healed)
 
 
 def bluegreen(sandbox, loop):
@@ -189,6 +197,7 @@ def bluegreen(sandbox, loop):
     print_timeline(key, path, detected, healed)
     if report["non_2xx"] or report["failed"]:
         raise RuntimeError("requests failed during the blue-green switch: %s" % report)
+    return incident_result(key, path, detected, healed)
 
 
 def approved_crash(sandbox, loop, supervisor):
