@@ -106,7 +106,8 @@ def main():
     finally:
         run_demo.stop_loop(*parts)
     summary = summarise(runs)
-    report = {"benchmark": "self_healing_process_crash", "command": "python bench/bench_self_healing.py --runs %d --scenario-runs %d" % (args.runs, args.scenario_runs),
+    command = "python bench/bench_self_healing.py --runs %d --scenario-runs %d" % (args.runs, args.scenario_runs)
+    report = {"benchmark": "self_healing_process_crash", "command": command,
               "machine": "%d cores" % os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs], "summary": summary,
               "scenarios": scenarios}
