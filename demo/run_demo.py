@@ -57,33 +57,36 @@ def process_crash(sandbox, loop, supervisor, quiet=False):
     if not quiet:
         step("killed the web service (PID %d); Dynatrace detects it and notifies the rulebook" % old)
     detected = time.time()
-    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+    problem, key, path = report_problem(sandbox, loop, {
         "title": "Process unavailable: web", "severity": "AVAILABILITY",
         "entities": [{"type": "HOST", "name": "web-01"}], "tags": {"process": "web", "app": "checkout"}})
-    key = "dt-" + problem["displayId"]
-    path = os.path.join(loop.workdir, "incidents", key + ".json")
-
-    def resolved():
-        if not os.path.exists(path):
-            return False
-        with open(path) as handle:
-            return any(r["step"] == "archive channel" for r in json.load(handle)["records"])
-
     estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
                       what="the service to come back")
     healed = time.time()
     if not quiet:
         step("web service healthy again with PID %d" % supervisor.pid())
-    estate.wait_until(resolved, timeout=120, what="the incident to be resolved")
-    finished = time.time()
+    return finish(sandbox, problem, key, path, detected, healed, quiet)
+
+
+def report_problem(sandbox, loop, spec):
+    """Have the sandbox's Dynatrace open a problem (and notify the rulebook); returns it, its key, its timeline path."""
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", spec)
+    key = "dt-" + problem["displayId"]
+    return problem, key, os.path.join(loop.workdir, "incidents", key + ".json")
+
+
+def finish(sandbox, problem, key, path, detected, healed, quiet=False):
+    """Wait until the incident is resolved, show its records, and return what the benchmark needs."""
+    wait_resolved(path)
     if not quiet:
-        status = sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"]
-        step("incident resolved; Dynatrace problem %s is %s; %s" % (problem["displayId"], status, ticket_line(sandbox, key)))
+        step("incident resolved; Dynatrace problem %s is %s; %s" % (
+            problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
+            ticket_line(sandbox, key)))
         step(channel_line(sandbox, key))
         print_timeline(key, path, detected, healed)
     with open(path) as handle:
         records = json.load(handle)["records"]
-    return {"incident": key, "detected": detected, "healed": healed, "resolved": finished, "records": records}
+    return {"incident": key, "detected": detected, "healed": healed, "resolved": time.time(), "records": records}
 
 
 def wait_resolved(path):
@@ -117,13 +120,6 @@ def channel_line(sandbox, key):
         len(slack["messages"][channel["id"]]))
 
 
-def incident_result(key, path, detected, healed):
-    """What the benchmark needs from one incident: its clock times and its timeline."""
-    with open(path) as handle:
-        records = json.load(handle)["records"]
-    return {"incident": key, "detected": detected, "healed": healed, "resolved": time.time(), "records": records}
-
-
 def used_percent(path):
     vfs = os.statvfs(path)
     return 100.0 * (vfs.f_blocks - vfs.f_bfree) / vfs.f_blocks
@@ -147,22 +143,14 @@ def full_disk(sandbox, loop):
     step("filled the demo disk to %.0f %% with temp files (threshold 50 %%); Dynatrace reports low disk space"
          % used_percent(loop.disk))
     detected = time.time()
-    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+    problem, key, path = report_problem(sandbox, loop, {
         "title": "Low disk space on /var/tmp", "severity": "RESOURCE_CONTENTION",
         "entities": [{"type": "HOST", "name": "web-01"}]})
-    key = "dt-" + problem["displayId"]
-    path = os.path.join(loop.workdir, "incidents", key + ".json")
     estate.wait_until(lambda: used_percent(loop.disk) < 50, timeout=120, what="the disk to be freed")
     healed = time.time()
     step("disk back to %.0f %% used; the young in-progress file is still there: %s"
          % (used_percent(loop.disk), os.path.exists(os.path.join(app, "in-progress.tmp"))))
-    wait_resolved(path)
-    step("incident resolved; Dynatrace problem %s is %s; %s" % (
-        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
-        ticket_line(sandbox, key)))
-    step(channel_line(sandbox, key))
-    print_timeline(key, path, detected, healed)
-    return incident_result(key, path, detected, healed)
+    return finish(sandbox, problem, key, path, detected, healed)
 
 
 def bluegreen(sandbox, loop):
@@ -175,29 +163,22 @@ def bluegreen(sandbox, loop):
     step("green is live behind nginx (%s) and answers in 50+ ms; a client sends requests throughout"
          % estate_.router_url("nginx"))
     detected = time.time()
-    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+    problem, key, path = report_problem(sandbox, loop, {
         "title": "Response time degradation: checkout", "severity": "PERFORMANCE",
         "entities": [{"type": "SERVICE", "name": "checkout"}], "tags": {"bluegreen": "green", "app": "checkout"}})
-    key = "dt-" + problem["displayId"]
-    path = os.path.join(loop.workdir, "incidents", key + ".json")
     try:
         estate.wait_until(lambda: estate_.active_colour("nginx", requests=1) == "blue", timeout=120, what="traffic on blue")
         healed = time.time()
         step("nginx serves blue again")
-        wait_resolved(path)
+        wait_resolved(path)  # the client runs until the incident is closed
     finally:
         report = client.stop().as_dict()
     estate_.green.reset()
     step("client during the incident: %d requests, %d non-2xx, %d failed, answered by %s" % (
         report["requests"], report["non_2xx"], report["failed"], report["colours"]))
-    step("incident resolved; Dynatrace problem %s is %s; %s" % (
-        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
-        ticket_line(sandbox, key)))
-    step(channel_line(sandbox, key))
-    print_timeline(key, path, detected, healed)
     if report["non_2xx"] or report["failed"]:
         raise RuntimeError("requests failed during the blue-green switch: %s" % report)
-    return incident_result(key, path, detected, healed)
+    return finish(sandbox, problem, key, path, detected, healed)
 
 
 def approved_crash(sandbox, loop, supervisor):
@@ -207,11 +188,9 @@ def approved_crash(sandbox, loop, supervisor):
     estate.wait_until(lambda: supervisor.pid() == 0, what="supervisor to see the crash")
     step("killed the web service (PID %d) again; this time its Dynatrace tags ask for approval" % old)
     detected = time.time()
-    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {
+    problem, key, path = report_problem(sandbox, loop, {
         "title": "Process unavailable: web", "severity": "AVAILABILITY", "entities": [{"type": "HOST", "name": "web-01"}],
         "tags": {"process": "web", "app": "checkout", "selfheal_mode": "approve"}})
-    key = "dt-" + problem["displayId"]
-    path = os.path.join(loop.workdir, "incidents", key + ".json")
 
     def page():
         return [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])]
@@ -226,12 +205,7 @@ def approved_crash(sandbox, loop, supervisor):
                       what="the service to come back")
     healed = time.time()
     step("web service healthy again with PID %d" % supervisor.pid())
-    wait_resolved(path)
-    step("incident resolved; Dynatrace problem %s is %s; %s" % (
-        problem["displayId"], sandbox.state()["dynatrace"]["problems"][problem["problemId"]]["status"],
-        ticket_line(sandbox, key)))
-    step(channel_line(sandbox, key))
-    print_timeline(key, path, detected, healed)
+    return finish(sandbox, problem, key, path, detected, healed)
 
 
 def start_loop(workdir, max_restarts=3):

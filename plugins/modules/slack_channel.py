@@ -224,6 +224,11 @@ def view(channel):
 
 def ensure_present(module, service, name, result, before, after):
     params, check = module.params, module.check_mode
+    # Every e-mail is resolved before anything is written: an unknown one fails with nothing created.
+    wanted_ids = resolve_users(service, params["users"])
+    for field in ("topic", "purpose"):
+        if params[field] is not None and len(params[field]) > 250:
+            raise InvalidInput("%s: Slack allows at most 250 characters (got %d)" % (field, len(params[field])))
     channel = service.find_channel(name) if check else None
     if not check:
         channel, result["created"] = service.create_channel(name, params["private"])
@@ -246,14 +251,11 @@ def ensure_present(module, service, name, result, before, after):
     for field, method in (("topic", "conversations.setTopic"), ("purpose", "conversations.setPurpose")):
         wanted = params[field]
         if wanted is not None and wanted != current[field]:
-            if len(wanted) > 250:
-                raise InvalidInput("%s: Slack allows at most 250 characters (got %d)" % (field, len(wanted)))
             before[field], after[field] = current[field], wanted
             result["changed"] = True
             if not check:
                 channel = service.call(method, channel=channel["id"], **{field: wanted}).get("channel") or channel
                 current[field] = wanted
-    wanted_ids = resolve_users(service, params["users"])
     members = set(service.members(channel["id"])) if channel is not None and not result["created"] else set()
     missing = [uid for uid in wanted_ids if uid not in members]
     if missing:

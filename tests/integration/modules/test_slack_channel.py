@@ -122,4 +122,4 @@ def test_clear_errors_without_secrets(sandbox, sandbox_env, playbook):
     assert run["email"]["failed"] and "nobody@example.com" in run["email"]["msg"]
     assert run["missing"]["failed"] and "does not exist" in run["missing"]["msg"]
     assert "Traceback" not in run.stdout + run.stderr
-    assert slack_state(sandbox)["channels"] == {} or all(not c["members"][1:] for c in slack_state(sandbox)["channels"].values())
+    assert slack_state(sandbox)["channels"] == {}  # the unknown e-mail failed before the channel was created

@@ -214,3 +214,16 @@ def test_record_appends_the_fix_to_the_timeline_without_calling_any_api(sandbox,
         "restart process", "localhost", "changed", "web restarted")
     assert 2.4 < record["duration"] < 30
     assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
+
+
+def test_approve_without_xmatters_approves_nothing_and_says_why(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    settings.update(incident_oncall_provider="", incident_slack_enabled=False)
+    run = playbook([role("open"), role("approve"), show("approval", "incident_approval"), show("errors", "incident_errors")],
+                   extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["approval"]["incident_approval"]["approved"] is False
+    assert run["approval"]["incident_approval"]["response"] == "failed"
+    [error] = run["errors"]["incident_errors"]
+    assert error["step"] == "approval" and "set incident_oncall_provider to xmatters" in error["error"]
+    assert sandbox.state()["xmatters"]["events"] == []
