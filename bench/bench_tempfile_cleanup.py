@@ -84,13 +84,15 @@ def main():
     parser.add_argument("--stock-files", type=int, default=2000)
     parser.add_argument("--memory-files", type=int, default=1000000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default="/var/tmp", help="where the trees are made (its filesystem is measured)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         memory_child(args.child)
         return
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True)
-    base = tempfile.mkdtemp(prefix="selfheal-bench-cleanup-", dir="/var/tmp")
+    base = tempfile.mkdtemp(prefix="selfheal-bench-cleanup-", dir=args.dir)
+    fstype = subprocess.run(["df", "--output=fstype", base], capture_output=True, text=True, check=True).stdout.split()[-1]
     try:
         template = os.path.join(base, "template")
         build_tree(template, args.files)
@@ -98,6 +100,7 @@ def main():
         def fresh(name):
             target = os.path.join(base, name)
             subprocess.run(["cp", "-a", template, target], check=True)
+            subprocess.run(["sync"], check=True)  # the copy's writeback must not land in the next measurement
             return target
 
         figures = {}
@@ -124,28 +127,32 @@ def main():
             {"ansible.builtin.file": {"path": "{{ item.path }}", "state": "absent"}, "loop": "{{ found.files }}"}], base))
         figures["stock_extrapolated"] = stock * args.files / args.stock_files
 
-        memory_tree = os.path.join(base, "memory")
-        build_tree(memory_tree, args.memory_files)
-        child = subprocess.run([sys.executable, __file__, "--child", memory_tree], check=True, capture_output=True, text=True)
-        peak_mib = float(child.stdout.strip().splitlines()[-1])
+        peak_mib = None  # --memory-files 0 skips the memory measurement
+        if args.memory_files:
+            memory_tree = os.path.join(base, "memory")
+            build_tree(memory_tree, args.memory_files)
+            child = subprocess.run([sys.executable, __file__, "--child", memory_tree], check=True, capture_output=True, text=True)
+            peak_mib = float(child.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     report = {"benchmark": "tempfile_cleanup", "files": args.files, "stock_files": args.stock_files,
               "memory_files": args.memory_files, "machine": "%d cores" % os.cpu_count(),
-              "command": "python bench/bench_tempfile_cleanup.py --files %d --stock-files %d --memory-files %d --rounds %d"
-              % (args.files, args.stock_files, args.memory_files, args.rounds),
+              "command": "python bench/bench_tempfile_cleanup.py --files %d --stock-files %d --memory-files %d --rounds %d --dir %s"
+              % (args.files, args.stock_files, args.memory_files, args.rounds, args.dir),
+              "filesystem": fstype, "load_average": os.getloadavg()[0],
               "seconds": {k: round(v, 2) for k, v in figures.items()},
               "rounds": {k: [round(v, 2) for v in values] for k, values in rounds.items()},
               "ratio_to_find": {k: round(v / figures["find"], 2) for k, v in figures.items()},
-              "peak_rss_mib": round(peak_mib, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "peak_rss_mib": peak_mib and round(peak_mib, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "tempfile_cleanup.json"), "w") as handle:
+    with open(os.path.join(ROOT, "bench", "results", "tempfile_cleanup-%s.json" % fstype), "w") as handle:
         json.dump(report, handle, indent=2)
     for name, seconds in figures.items():
         print("%-20s %9.2f s  %6.2fx find" % (name, seconds, seconds / figures["find"]))
-    print("rounds: %s" % json.dumps(report["rounds"]))
-    print("peak RSS over %d files: %.1f MiB" % (args.memory_files, peak_mib))
+    print("filesystem: %s; rounds: %s" % (fstype, json.dumps(report["rounds"])))
+    if peak_mib is not None:
+        print("peak RSS over %d files: %.1f MiB" % (args.memory_files, peak_mib))
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ duration:
 import errno
 import fnmatch
 import heapq
+import operator
 import os
 import re
 import stat
@@ -252,6 +253,13 @@ def open_files():
 
 
 class Cleaner(object):
+    """One pass over each tree. Deleting as it walks (streaming) or collecting the candidates (target mode)."""
+
+    # Deeper trees are reported, not walked: each level holds a directory descriptor open.
+    MAX_DEPTH = 256
+    # Candidates are deleted in batches of at most this many per directory: memory stays flat in huge directories.
+    BATCH = 4096
+
     def __init__(self, params, check_mode, now=None):
         self.check_mode = check_mode
         self.patterns = [re.compile(fnmatch.translate(p)) for p in params["patterns"]]
@@ -259,7 +267,7 @@ class Cleaner(object):
         self.excludes = [re.compile(fnmatch.translate(p)) for p in params["excludes"]]
         self.min_age = parse_amount(params["age"], UNITS, "age")
         self.min_size = parse_amount(params["min_size"], SIZES, "min_size")
-        self.stamp = "st_" + params["age_stamp"]
+        self.stamp = operator.attrgetter("st_" + params["age_stamp"])
         self.cutoff = (now or time.time()) - self.min_age
         self.one_fs = params["one_file_system"]
         self.remove_dirs = params["remove_empty_dirs"]
@@ -275,26 +283,150 @@ class Cleaner(object):
     def excluded(self, name, relative):
         return any(p.match(name) or p.match(relative) for p in self.excludes)
 
-    def candidate(self, name, relative, info):
-        """None when the file may go, else the reason it stays (relative is a callable: built only if needed)."""
-        if self.excludes and self.excluded(name, relative()):
+    def name_reason(self, name, relative):
+        """None when the name may go, else why it stays (relative: the path under the root)."""
+        if self.excludes and self.excluded(name, relative):
             return "excluded"
         if not self.match_all and not any(p.match(name) for p in self.patterns):
             return "not_matched"
-        if getattr(info, self.stamp) > self.cutoff:
-            return "too_young"
-        if info.st_size < self.min_size:
-            return "too_small"
-        if self.open is not None and (info.st_dev, info.st_ino) in self.open:
-            return "open"
         return None
 
-    # Deleting -------------------------------------------------------------------------------------
     def limit_reached(self):
         return self.max_files and self.deleted >= self.max_files
 
+    # Walking --------------------------------------------------------------------------------------
+    def clean_streaming(self, root):
+        """Delete every candidate as the walk meets it: memory does not grow with the tree."""
+        self._walk(root, None)
+
+    def clean_to_target(self, root, enough):
+        """Collect candidates compactly, then delete oldest first until enough() says the target is met."""
+        heap = []
+        self._walk(root, heap)
+        heapq.heapify(heap)
+        freed_in_check = 0
+        while heap and not enough(freed_in_check) and not self.limit_reached():
+            dummy, relative, size, inode = heapq.heappop(heap)
+            if self.delete_relative(root, relative, size, inode):
+                freed_in_check += size if self.check_mode else 0
+        self.kept["limit"] += len(heap) if self.limit_reached() else 0
+
+    def _walk(self, root, collect):
+        root_fd = os.open(root, DIR_FLAGS)
+        try:
+            self._dir(root_fd, root.rstrip("/") + "/", "", os.fstat(root_fd).st_dev, collect, 0)
+        finally:
+            os.close(root_fd)
+
+    def _dir(self, dir_fd, prefix, relative, root_dev, collect, depth):
+        """Files of one directory first (the hot loop: no call per file), then its subdirectories.
+
+        With collect (a list), candidates are appended as (stamp, relative path, size, inode); without it they are
+        deleted at once, relative to dir_fd (opened with O_NOFOLLOW, so nothing outside the root can be reached).
+        """
+        try:
+            entries = os.scandir(dir_fd)
+        except OSError as exc:
+            self.errors.append({"path": prefix, "error": str(exc)})
+            return
+        stamp, cutoff, min_size, opened = self.stamp, self.cutoff, self.min_size, self.open
+        filtered = bool(self.excludes) or not self.match_all
+        limit, kept, batch = self.max_files, self.kept, self.BATCH
+        too_young = 0
+        doomed, subdirs = [], []
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):  # d_type: no system call
+                        subdirs.append(entry)
+                        continue
+                except OSError:
+                    continue  # gone meanwhile
+                name = entry.name
+                if filtered:
+                    reason = self.name_reason(name, relative + name)
+                    if reason:
+                        kept[reason] += 1
+                        continue
+                try:
+                    info = entry.stat(follow_symlinks=False)  # one fstatat, links not followed
+                except OSError:
+                    continue
+                if stamp(info) > cutoff:
+                    too_young += 1
+                    continue
+                if info.st_size < min_size:
+                    kept["too_small"] += 1
+                    continue
+                if opened is not None and (info.st_dev, info.st_ino) in opened:
+                    kept["open"] += 1
+                    continue
+                if collect is not None:
+                    collect.append((stamp(info), relative + name, info.st_size, info.st_ino))
+                    continue
+                if limit and self.deleted + len(doomed) >= limit:
+                    kept["limit"] += 1
+                    continue
+                doomed.append((name, info.st_size))
+                if len(doomed) >= batch:
+                    self._unlink(dir_fd, prefix, doomed)
+                    doomed = []
+        # Deleting after the directory is read (not between reads) is measurably faster on tmpfs.
+        self._unlink(dir_fd, prefix, doomed)
+        kept["too_young"] += too_young
+        for entry in subdirs:
+            self._subdir(dir_fd, entry.name, prefix, relative, root_dev, collect, depth)
+
+    def _unlink(self, dir_fd, prefix, doomed):
+        """Delete (name, size) pairs of one directory; count what went, report what could not go."""
+        unlink, check_mode, sample = os.unlink, self.check_mode, self.sample
+        sampling = len(sample) < self.sample_size
+        deleted = freed = 0
+        for name, size in doomed:
+            if not check_mode:
+                try:
+                    unlink(name, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        self.errors.append({"path": prefix + name, "error": str(exc)})
+                    continue
+            deleted += 1
+            freed += size
+            if sampling:
+                sample.append(prefix + name)
+                sampling = len(sample) < self.sample_size
+        self.deleted += deleted
+        self.bytes += freed
+
+    def _subdir(self, dir_fd, name, prefix, relative, root_dev, collect, depth):
+        child_rel = relative + name
+        if self.excludes and (self.excluded(name, child_rel) or self.excluded(name, child_rel + "/")):
+            self.kept["excluded"] += 1
+            return
+        if depth >= self.MAX_DEPTH:
+            self.errors.append({"path": prefix + name, "error": "nested deeper than %d levels; not walked" % self.MAX_DEPTH})
+            return
+        try:
+            child_fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:  # swapped for a symlink (ELOOP/ENOTDIR) or no permission
+            self.errors.append({"path": prefix + name, "error": str(exc)})
+            return
+        try:
+            if self.one_fs and os.fstat(child_fd).st_dev != root_dev:
+                self.kept["other_fs"] += 1
+                return
+            self._dir(child_fd, prefix + name + "/", child_rel + "/", root_dev, collect, depth + 1)
+        finally:
+            os.close(child_fd)
+        if self.remove_dirs and not self.check_mode:
+            try:
+                os.rmdir(name, dir_fd=dir_fd)
+                self.dirs_removed += 1
+            except OSError:
+                pass  # not empty: something stayed
+
     def remove(self, dir_fd, name, path, size):
-        """Delete name in dir_fd; path is a callable giving the full path (built only for errors and the sample)."""
+        """Delete name in dir_fd (target mode); path is a callable giving the full path."""
         if self.limit_reached():
             self.kept["limit"] += 1
             return False
@@ -310,97 +442,6 @@ class Cleaner(object):
         if len(self.sample) < self.sample_size:
             self.sample.append(path())
         return True
-
-    # Walking --------------------------------------------------------------------------------------
-    def walk(self, root, visit):
-        """Call visit(dir_fd, name, path, relative, info) for every non-directory entry, depth first.
-
-        path and relative are callables (string building is the hot path's largest cost on big trees).
-        """
-        root_fd = os.open(root, DIR_FLAGS)
-        root_dev = os.fstat(root_fd).st_dev
-        try:
-            self._walk_dir(root_fd, root.rstrip("/") + "/", "", root_dev, visit)
-        finally:
-            os.close(root_fd)
-
-    def _walk_dir(self, dir_fd, prefix, relative, root_dev, visit):
-        try:
-            entries = list(os.scandir(dir_fd))
-        except OSError as exc:
-            self.errors.append({"path": prefix, "error": str(exc)})
-            return
-        for entry in entries:
-            name = entry.name
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if not is_dir:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                visit(dir_fd, name, lambda n=name: prefix + n, lambda n=name: relative + n, info)
-                continue
-            child_rel = relative + name
-            if self.excludes and (self.excluded(name, child_rel) or self.excluded(name, child_rel + "/")):
-                self.kept["excluded"] += 1
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if self.one_fs and info.st_dev != root_dev:
-                self.kept["other_fs"] += 1
-                continue
-            try:
-                child_fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as exc:  # swapped for a symlink (ELOOP/ENOTDIR) or no permission
-                self.errors.append({"path": prefix + name, "error": str(exc)})
-                continue
-            try:
-                self._walk_dir(child_fd, prefix + name + "/", child_rel + "/", root_dev, visit)
-            finally:
-                os.close(child_fd)
-            if self.remove_dirs and not self.check_mode:
-                try:
-                    os.rmdir(name, dir_fd=dir_fd)
-                    self.dirs_removed += 1
-                except OSError:
-                    pass  # not empty: something stayed
-
-    def clean_streaming(self, root):
-        candidate, remove, kept = self.candidate, self.remove, self.kept
-
-        def visit(dir_fd, name, path, relative, info):
-            reason = candidate(name, relative, info)
-            if reason:
-                kept[reason] += 1
-            else:
-                remove(dir_fd, name, path, info.st_size)
-
-        self.walk(root, visit)
-
-    def clean_to_target(self, root, enough):
-        """Collect candidates compactly, then delete oldest first until enough() says the target is met."""
-        heap = []
-
-        def visit(dir_fd, name, path, relative, info):
-            reason = self.candidate(name, relative, info)
-            if reason:
-                self.kept[reason] += 1
-            else:
-                heap.append((getattr(info, self.stamp), relative(), info.st_size, info.st_ino))
-
-        self.walk(root, visit)
-        heapq.heapify(heap)
-        freed_in_check = 0
-        while heap and not enough(freed_in_check) and not self.limit_reached():
-            dummy, relative, size, inode = heapq.heappop(heap)
-            if self.delete_relative(root, relative, size, inode):
-                freed_in_check += size if self.check_mode else 0
-        self.kept["limit"] += len(heap) if self.limit_reached() else 0
 
     def delete_relative(self, root, relative, size, inode):
         """Re-open each parent with O_NOFOLLOW, re-check the inode, then unlink: nothing can escape the root."""
