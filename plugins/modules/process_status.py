@@ -32,7 +32,8 @@ options:
     required: true
   manager:
     description:
-      - Where the PID comes from. V(supervisor) asks C(supervisorctl pid), V(systemd) asks C(systemctl show
+      - Where the PID comes from. V(supervisor) asks C(supervisorctl status) (and C(supervisorctl pid) while the
+        program is starting or stopping), V(systemd) asks C(systemctl show
         -p MainPID). V(service) and V(command) read O(pidfile) or, without one, find the oldest process whose
         command line matches O(process_match) (C(pgrep -o -f)).
       - V(auto) picks V(supervisor) when C(supervisorctl status) knows the program, else V(systemd) when
@@ -173,6 +174,11 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 
+# `supervisorctl status NAME`: "NAME  RUNNING   pid 4242, uptime 0:01:00" or "NAME  EXITED  Nov 30 05:00 AM".
+SUPERVISOR_STATUS = re.compile(r"^\S+\s+([A-Z]+)(?:\s+pid (\d+),)?", re.MULTILINE)
+SUPERVISOR_DOWN = frozenset(["STOPPED", "EXITED", "FATAL", "BACKOFF"])
+
+
 class Observer(object):
     """Reads the PID and runs the checks; run(argv) -> (rc, stdout) is the module's run_command, injectable."""
 
@@ -183,21 +189,35 @@ class Observer(object):
         self.sleep = sleep
         self.body = re.compile(params["health_body"]) if params["health_body"] else None
         self.manager = params["manager"]
+        self.status_out = None
 
     def detect(self):
         """The manager auto means: supervisord if it runs the program, else systemd if it runs the host, else service."""
         rc, out = self.run(self.params["supervisorctl"] + ["status", self.params["name"]])
         text = out.lower()
         if rc in (0, 3) and "no such process" not in text and "error" not in text:
+            self.status_out = out  # the first observation reads its PID from this answer
             return "supervisor"
         return "systemd" if os.path.isdir("/run/systemd/system") else "service"
+
+    def supervisor_pid(self):
+        """One `supervisorctl status` answers for a running or a dead program; `pid` only for the states in between."""
+        out, self.status_out = self.status_out, None
+        if out is None:
+            rc, out = self.run(self.params["supervisorctl"] + ["status", self.params["name"]])
+        match = SUPERVISOR_STATUS.search(out)
+        if match and match.group(2):
+            return match.group(2), "supervisorctl status"
+        if match and match.group(1) in SUPERVISOR_DOWN:
+            return "0", "supervisorctl status"
+        rc, out = self.run(self.params["supervisorctl"] + ["pid", self.params["name"]])
+        return out.strip(), "supervisorctl pid"
 
     # PID ------------------------------------------------------------------------------------------
     def read_pid(self):
         params = self.params
         if self.manager == "supervisor":
-            rc, out = self.run(params["supervisorctl"] + ["pid", params["name"]])
-            return out.strip(), "supervisorctl pid"
+            return self.supervisor_pid()
         if self.manager == "systemd":
             rc, out = self.run(["systemctl", "show", "-p", "MainPID", "--value", params["name"]])
             return out.strip(), "systemctl show MainPID"

@@ -41,10 +41,21 @@ def live_pids(monkeypatch):
     monkeypatch.setattr(ps.os.path, "exists", lambda path: path in ("/proc/4242", "/proc/77"))
 
 
-def test_auto_detects_supervisor_and_reads_its_pid():
-    host = Host({"status": [(0, "web   RUNNING   pid 4242, uptime 0:01:00\n")], "pid": [(0, "4242\n")]})
+RUNNING = (0, "web                              RUNNING   pid 4242, uptime 0:01:00\n")
+EXITED = (3, "web                              EXITED    Nov 30 05:00 AM\n")
+
+
+def test_auto_detects_supervisor_and_reads_its_pid_from_the_same_answer():
+    host = Host({"status": [RUNNING]})
     result = observer(host, manager="auto").observe()
     assert result["manager"] == "supervisor" and result["pid"] == 4242 and result["healthy"]
+    assert host.calls == [["supervisorctl", "status", "web"]]
+
+
+def test_a_dead_program_needs_no_second_call():
+    host = Host({"status": [EXITED]})
+    result = observer(host).observe()
+    assert result["pid"] == 0 and not result["healthy"] and len(host.calls) == 1
 
 
 @pytest.mark.parametrize("answer", [(4, "web: ERROR (no such process)\n"), (127, "")])
@@ -57,12 +68,13 @@ def test_auto_without_supervisor_falls_back(answer, monkeypatch):
 
 @pytest.mark.parametrize("text, pid", [("4242", 4242), ("0", 0), ("999", 0), ("ERROR (no such process)", 0), ("", 0)])
 def test_only_a_live_numeric_pid_counts(text, pid):
-    result = observer(Host({"pid": [(0, text)]})).observe()
+    """While starting or stopping, supervisorctl status shows no PID: `supervisorctl pid` is asked."""
+    result = observer(Host({"status": [(0, "web  STARTING\n")], "pid": [(0, text)]})).observe()
     assert result["pid"] == pid and result["healthy"] is (pid > 0)
 
 
 def test_every_configured_check_must_pass():
-    host = Host({"pid": [(0, "4242")], "probe": [(1, "")]})
+    host = Host({"status": [RUNNING], "probe": [(1, "")]})
     result = observer(host, health_command="probe --quick").observe()
     assert result["pid"] == 4242 and not result["healthy"]
     assert result["checks"]["command"] == {"rc": 1, "passed": False}
@@ -76,14 +88,14 @@ def test_a_service_without_pid_source_is_judged_by_its_checks():
 
 
 def test_wait_backs_off_from_a_tenth_of_a_second_up_to_the_interval():
-    host = Host({"pid": [(0, "0")] * 6 + [(0, "4242")]})
+    host = Host({"status": [EXITED] * 6 + [RUNNING]})
     result = observer(host, wait=True, timeout=30, interval=1).observe()
     assert result["healthy"] and result["observations"] == 7
     assert host.pauses == [0.1, 0.2, 0.4, 0.8, 1, 1]
 
 
 def test_wait_stops_at_the_timeout():
-    host = Host({"pid": [(0, "0")]})
+    host = Host({"status": [EXITED]})
     result = observer(host, wait=True, timeout=2, interval=1).observe()
     assert not result["healthy"] and result["waited"] == 2.0
     assert sum(host.pauses) == pytest.approx(2.0)
