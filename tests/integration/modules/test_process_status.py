@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from estate import Supervisor, free_port, kill, wait_until  # tests/utils/estate.py
+from estate import Supervisor, free_port, kill  # tests/utils/estate.py
 
 
 @pytest.fixture
