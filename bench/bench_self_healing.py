@@ -1,14 +1,18 @@
-"""Problem notification to healthy, per stage, for the process-crash scenario in auto mode.
+"""Problem notification to healthy (and to resolved), per stage, for each scenario in auto mode.
 
 Real ansible-rulebook (collection installed from its tarball) with the self_healing rulebook, the sandbox
-playing Dynatrace and xMatters, and a web service under supervisord that is killed N times. Stages come from
-the incident timeline plus the bench's own clock:
+playing Dynatrace, xMatters, Jira and Slack, and the demo estate: a web service under supervisord killed --runs
+times, then --scenario-runs full disks and slow green releases. Process-crash stages come from the incident
+timeline plus the bench's own clock:
   intake+start   notification sent -> the playbook's first write began (source, rules engine, ansible-playbook
-                 start, problem re-read)
+                 start, problem re-read, timeline read)
   comment        "remediation started" comment on the problem
   page           xMatters page (trigger, event lookup, on-call, deliveries)
-  restart        page done -> service healthy (crash-loop guard, supervisorctl, health checks)
-  resolve        healthy -> incident resolved (comment + close, page resolved, timeline)
+  ticket         Jira ticket (search by the incident's label, create)
+  channel        Slack channel (create, invite the on-call people, post)
+  restart        channel open -> service healthy (timeline saved, observation, crash-loop guard, supervisorctl)
+  resolve        healthy -> incident resolved (fix recorded, comment + close, page resolved, Slack outcome and
+                 transcript, ticket comment + attachments + transition, channel archived, timeline)
 
     .venv/bin/python bench/bench_self_healing.py [--runs 5] [--scenario-runs 3]
 

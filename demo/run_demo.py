@@ -157,6 +157,8 @@ def bluegreen(sandbox, loop):
     say("== Scenario 3: slow service after a blue-green release -> switch back to blue on nginx ==")
     estate_ = loop.bluegreen
     estate_.green.configure(delay=0.05)
+    # nginx -s reload returns before the new workers answer: start only once green really serves.
+    estate.wait_until(lambda: estate_.active_colour("nginx") == "green", timeout=30, what="green live behind nginx")
     client = bluegreen_estate.LoadClient(estate_.router_url("nginx"), keepalive=True, concurrency=2, max_requests=50000,
                                          max_seconds=120, pause=0.01)
     client.start()
