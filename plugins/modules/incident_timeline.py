@@ -95,11 +95,12 @@ warning:
 import fcntl
 import json
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 
 
 def read(path, keep_aside=True):
@@ -123,20 +124,6 @@ def read(path, keep_aside=True):
     return None, "timeline %s %s; kept as %s, a new one starts" % (path, problem, kept)
 
 
-def write(path, incident, problem, records):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump({"incident": incident, "problem": problem, "records": records}, out, indent=4, sort_keys=True)
-            out.write("\n")
-        os.chmod(temporary, 0o640)
-        os.rename(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def run(params, check_mode):
     path = params["path"]
     directory = os.path.dirname(path) or "."
@@ -147,13 +134,15 @@ def run(params, check_mode):
     try:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
-        records, warning = read(path, keep_aside=not check_mode) if (lock is not None or os.path.exists(path)) else (None, None)
+        # No directory, no file: nothing to read.
+        records, warning = read(path, keep_aside=not check_mode) if lock is not None else (None, None)
         result = {"exists": records is not None, "records": (records or []) + params["append"],
                   "appended": len(params["append"])}
         if warning:
             result["warning"] = warning
         if (params["append"] or (params["create"] and records is None)) and not check_mode:
-            write(path, params["incident"], params["problem"], result["records"])
+            document = {"incident": params["incident"], "problem": params["problem"], "records": result["records"]}
+            write_atomically(path, json.dumps(document, indent=4, sort_keys=True) + "\n")
         return result
     finally:
         if lock is not None:

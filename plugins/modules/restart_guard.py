@@ -98,11 +98,12 @@ warning:
 
 import json
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 
 
 def read_attempts(path):
@@ -124,16 +125,7 @@ def write_attempts(path, name, attempts):
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o750)
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump({"name": name, "attempts": attempts}, out)
-            out.write("\n")
-        os.chmod(temporary, 0o640)
-        os.rename(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_atomically(path, json.dumps({"name": name, "attempts": attempts}) + "\n")
 
 
 def decide(attempts, now, window, max_attempts):

@@ -183,13 +183,12 @@ path:
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, slack
+from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError
 
 
@@ -326,7 +325,7 @@ def transcript(module, service, name, result):
         content = render(channel, messages, params["transcript_format"])
         result["path"] = params["transcript_path"]
         if read_text(params["transcript_path"]) != content:
-            write_atomically(params["transcript_path"], content)
+            write_transcript(params["transcript_path"], content)
             result["changed"] = True
 
 
@@ -350,17 +349,10 @@ def render(channel, messages, form):
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path, content):
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".slack-transcript-", dir=directory)
+def write_transcript(path, content):
     try:
-        with os.fdopen(handle, "w") as out:
-            out.write(content)
-        os.chmod(tmp, 0o640)
-        os.rename(tmp, path)
+        write_atomically(path, content)
     except (IOError, OSError) as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise InvalidInput("cannot write the transcript to %s: %s" % (path, exc))
 
 

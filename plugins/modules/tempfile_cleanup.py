@@ -425,24 +425,6 @@ class Cleaner(object):
             except OSError:
                 pass  # not empty: something stayed
 
-    def remove(self, dir_fd, name, path, size):
-        """Delete name in dir_fd (target mode); path is a callable giving the full path."""
-        if self.limit_reached():
-            self.kept["limit"] += 1
-            return False
-        if not self.check_mode:
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    self.errors.append({"path": path(), "error": str(exc)})
-                return False
-        self.deleted += 1
-        self.bytes += size
-        if len(self.sample) < self.sample_size:
-            self.sample.append(path())
-        return True
-
     def delete_relative(self, root, relative, size, inode):
         """Re-open each parent with O_NOFOLLOW, re-check the inode, then unlink: nothing can escape the root."""
         parts = relative.split("/")
@@ -459,7 +441,9 @@ class Cleaner(object):
                 return False
             if info.st_ino != inode:
                 return False
-            return self.remove(fd, parts[-1], lambda: root.rstrip("/") + "/" + relative, size)
+            before = self.deleted
+            self._unlink(fd, root.rstrip("/") + "/" + relative[:-len(parts[-1])], [(parts[-1], size)])
+            return self.deleted > before
         except OSError as exc:
             self.errors.append({"path": root.rstrip("/") + "/" + relative, "error": str(exc)})
             return False
