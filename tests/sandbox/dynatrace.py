@@ -644,6 +644,7 @@ async def admin_settings(request):
 
 def setup(sandbox, app):
     sandbox.add_seeder(seed)
+    sandbox.add_error_shape(PREFIX, error)  # unknown paths and failed handlers: the ErrorEnvelope
     app.middlewares.append(guard)
     router = app.router
     router.add_get(API + "/problems", list_problems)

@@ -257,6 +257,7 @@ async def admin_end(request):
 
 def setup(sandbox, app):
     sandbox.add_seeder(seed)
+    sandbox.add_error_shape(PREFIX, error)  # go-swagger's {"code", "message"} for unknown paths and failures
     app.middlewares.append(gateway)
     app.router.add_get(PREFIX + "/api/v1/metadata", metadata)
     app.router.add_post(PREFIX + "/api/v1/event", post_event)

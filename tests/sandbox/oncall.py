@@ -102,7 +102,8 @@ def seed_xmatters(sandbox):
 
 
 def xm_error(status, message):
-    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+               409: "Conflict", 500: "Internal Server Error"}
     return web.json_response({"code": status, "reason": reasons.get(status, "Error"), "message": message},
                              status=status)
 
@@ -773,7 +774,15 @@ async def admin_pd_config(request):
 
 # =================================================================================================
 
+def pd_error(status, message):
+    """PagerDuty Events v2 error body ({status, message, errors}) for unknown paths and failures [U]."""
+    reason = {404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}.get(status, "Error")
+    return web.json_response({"status": reason, "message": message, "errors": [message]}, status=status)
+
+
 def setup(sandbox, app):
+    sandbox.add_error_shape(XMATTERS_PREFIX, xm_error)
+    sandbox.add_error_shape(PAGERDUTY_PREFIX, pd_error)
     sandbox.add_seeder(seed_xmatters)
     sandbox.add_seeder(seed_pagerduty)
     router = app.router

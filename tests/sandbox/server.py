@@ -38,7 +38,8 @@ def create_app(public_url=None):
 
 async def serve(host, port, url_file=None):
     app = create_app()
-    runner = web.AppRunner(app, access_log=None)
+    # handler_cancellation: a handler whose client went away is cancelled (a hanging fault ends with the client)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

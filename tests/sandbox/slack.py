@@ -447,7 +447,14 @@ async def admin_messages(request):
     return web.json_response({"ok": True, "ts": posted}, status=201)
 
 
+def error_shape(status, message):
+    """Slack's answer for a path that is no method (unknown_method) and for a failure (internal_error)."""
+    return web.json_response({"ok": False, "error": "unknown_method" if status in (404, 405) else "internal_error"},
+                             status=status)
+
+
 def setup(sandbox, app):
     sandbox.add_seeder(seed)
+    sandbox.add_error_shape(PREFIX, error_shape)
     app.router.add_route("*", PREFIX + "/{method}", dispatch)
     app.router.add_post("/_sandbox/slack/messages", admin_messages)
