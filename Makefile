@@ -19,7 +19,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_HOST_KEY_CHECKING := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e test build demo bench docs clean
+.PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e molecule test build demo bench docs clean
 
 SYSTEM_PACKAGES := nginx haproxy
 
@@ -77,7 +77,13 @@ integration: venv collection system-deps ## modules, event sources and roles aga
 e2e: venv collection system-deps ## ansible-rulebook end to end
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint sanity units integration e2e ## everything CI checks
+# The role scenarios in extensions/molecule (molecule finds them from the collection root): default driver,
+# local connection, no container engine, offline. MOLECULE_ARGS="-s process_restart" narrows it.
+MOLECULE_ARGS ?= --all
+molecule: venv collection system-deps ## molecule test of every role scenario (extensions/molecule), offline
+	NO_COLOR=1 $(BIN)/molecule test $(MOLECULE_ARGS)
+
+test: lint sanity units integration e2e molecule ## everything CI checks
 
 build: venv ## build the collection tarball into build/
 	@mkdir -p build
