@@ -53,7 +53,32 @@ KEPTN = dict(
     api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["KEPTN_API_TOKEN"])),
 )
 
+# ServiceNow: the instance URL, then Basic (user + password), a ready OAuth bearer token, or an OAuth token
+# fetched from the instance's /oauth_token.do (client_id + client_secret, with user + password: password grant).
+# The SN_* names are those of the certified servicenow.itsm collection, so one environment serves both.
+SERVICENOW = dict(
+    url=dict(type="str", required=True, fallback=(env_fallback, ["SERVICENOW_URL", "SN_HOST"])),
+    user=dict(type="str", fallback=(env_fallback, ["SERVICENOW_USER", "SN_USERNAME"])),
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["SERVICENOW_PASSWORD", "SN_PASSWORD"])),
+    token=dict(type="str", no_log=True, fallback=(env_fallback, ["SERVICENOW_TOKEN", "SN_ACCESS_TOKEN"])),
+    client_id=dict(type="str", fallback=(env_fallback, ["SERVICENOW_CLIENT_ID", "SN_CLIENT_ID"])),
+    client_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["SERVICENOW_CLIENT_SECRET", "SN_SECRET_ID"])),
+)
+
+# Microsoft Graph v1.0 (Teams) and the Bot Framework connector: an app registration's client credentials
+# (tenant_id + client_id + client_secret, tokens from the Microsoft identity platform), or a ready token.
+MSGRAPH = dict(
+    tenant_id=dict(type="str", fallback=(env_fallback, ["MSGRAPH_TENANT_ID", "AZURE_TENANT_ID"])),
+    client_id=dict(type="str", fallback=(env_fallback, ["MSGRAPH_CLIENT_ID", "AZURE_CLIENT_ID"])),
+    client_secret=dict(type="str", no_log=True, fallback=(env_fallback, ["MSGRAPH_CLIENT_SECRET", "AZURE_CLIENT_SECRET"])),
+    token=dict(type="str", no_log=True, fallback=(env_fallback, ["MSGRAPH_TOKEN"])),
+    graph_url=dict(type="str", default="https://graph.microsoft.com/v1.0", fallback=(env_fallback, ["MSGRAPH_URL"])),
+    login_url=dict(type="str", default="https://login.microsoftonline.com", fallback=(env_fallback, ["MSGRAPH_LOGIN_URL"])),
+    bot_url=dict(type="str", default="https://smba.trafficmanager.net/teams", fallback=(env_fallback, ["MSGRAPH_BOT_URL"])),
+)
+
 SERVICES = dict(dynatrace=DYNATRACE, jira=JIRA, slack=SLACK, oncall=ONCALL, keptn=KEPTN)
+SERVICES.update(servicenow=SERVICENOW, msgraph=MSGRAPH)
 
 
 def argument_spec(service_options_of, **module_options):
