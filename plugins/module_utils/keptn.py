@@ -3,12 +3,28 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Keptn v1 API service layer (api-service, shipyard-controller, datastore). Private to selfheal.devops."""
 
+import json
+import re
 import time
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _http, _options
 
 INCIDENT_LABEL = "selfheal-incident"
 TERMINAL_STATES = ("finished", "aborted", "timedOut")
+# Keptn's entity names (project, stage, service; shipyard sequences follow the same rule): lowercase letters,
+# digits and '-', starting with a letter. Services become Kubernetes names, hence the length limit.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+MAX_NAME_LENGTH = 63
+MAX_EVENT_BYTES = 64 * 1024  # api-service's MAX_EVENT_SIZE_KB default
+
+
+def valid_name(name):
+    return bool(name) and len(name) <= MAX_NAME_LENGTH and NAME_PATTERN.match(name) is not None
+
+
+def event_size(event):
+    """The size of the event as it travels (JSON, UTF-8)."""
+    return len(json.dumps(event).encode("utf-8"))
 
 
 def client_from_params(params, log=None):

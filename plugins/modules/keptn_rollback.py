@@ -72,11 +72,15 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds to wait with O(wait=true); past it the module fails and returns the context to follow up.
+    description:
+      - Seconds to wait with O(wait=true); past it the module fails and returns the context to follow up.
+      - At least 1. Checked before any request, like every other option.
     type: int
     default: 300
   poll_interval:
-    description: Longest pause between two reads of the sequence state (polls start at 0.2 s and double).
+    description:
+      - Longest pause between two reads of the sequence state (polls start at 0.2 s and double).
+      - At least 0.2 and at most 300.
     type: float
     default: 5
   fail_on_result:
@@ -85,6 +89,11 @@ options:
     default: true
 seealso:
   - module: selfheal.devops.dynatrace_problem
+notes:
+  - Every input is checked before the first request (names as Keptn accepts them, timings, the event's size); a
+    wrong value fails with nothing sent.
+  - When the sequence was triggered and a later step fails (waiting, reading its state), the failure reports
+    C(changed=true), RV(keptn_context) and RV(written), so that a retry or a person can follow the sequence up.
 """
 
 EXAMPLES = r"""
@@ -124,12 +133,42 @@ would_send:
   description: The CloudEvent the module would send.
   returned: in check mode when no sequence exists
   type: dict
+written:
+  description: What this run had written when it failed (the failure then says C(changed=true)).
+  returned: on failure after the sequence was triggered
+  type: list
+  elements: str
+  sample: ["triggered sh.keptn.event.production.rollback.triggered (context 4cfa6a83-2b42-5d5c-a1b5-3fa1f2bcd5d7)"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, keptn
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import SelfHealError, UnexpectedResponse
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError, UnexpectedResponse
+
+MIN_POLL_INTERVAL = 0.2
+MAX_POLL_INTERVAL = 300.0
+
+
+def validate(params):
+    """Refuse, before any request, what Keptn would reject or what would make the wait misbehave."""
+    for name in ("project", "stage", "service", "sequence"):
+        if not keptn.valid_name(params[name]):
+            raise InvalidInput("%s %r is not a Keptn name: lowercase letters, digits and '-', starting with a letter, "
+                               "at most %d characters" % (name, params[name], keptn.MAX_NAME_LENGTH))
+    if not params["incident_key"].strip():
+        raise InvalidInput("incident_key must not be empty")
+    if any(not str(name).strip() for name in params["labels"]):
+        raise InvalidInput("labels: a label name must not be empty")
+    if params["wait_timeout"] < 1:
+        raise InvalidInput("wait_timeout must be at least 1 second (got %s)" % params["wait_timeout"])
+    if not MIN_POLL_INTERVAL <= params["poll_interval"] <= MAX_POLL_INTERVAL:
+        raise InvalidInput("poll_interval must be between %.1f and %.0f seconds (got %s)"
+                           % (MIN_POLL_INTERVAL, MAX_POLL_INTERVAL, params["poll_interval"]))
+    size = keptn.event_size(build_event(params))
+    if size > keptn.MAX_EVENT_BYTES:
+        raise InvalidInput("the event would be %d bytes; Keptn accepts at most %d (shorten labels or event_message)"
+                           % (size, keptn.MAX_EVENT_BYTES))
 
 
 def build_event(params):
@@ -145,9 +184,13 @@ def build_event(params):
     }
 
 
-def run(module, service):
+def new_result():
+    return {"keptn_context": None, "state": None, "result": None, "written": []}
+
+
+def run(module, service, result):
+    """Fills result (so that a failure after the trigger can say what was written); returns changed."""
     params = module.params
-    result = {"keptn_context": None, "state": None, "result": None}
     context = service.find_context(params["project"], params["stage"], params["service"], params["sequence"],
                                    params["incident_key"])
     changed = context is None
@@ -155,8 +198,9 @@ def run(module, service):
         event = build_event(params)
         if module.check_mode:
             result["would_send"] = event
-            return True, result
+            return True
         context = service.trigger(event)
+        result["written"].append("triggered %s (context %s)" % (event["type"], context))
     result["keptn_context"] = context
     if params["wait"]:
         sequence, done = service.wait(params["project"], context, params["wait_timeout"], params["poll_interval"])
@@ -171,7 +215,17 @@ def run(module, service):
     if result["state"] == "finished":
         finished = service.finished_event(context, params["sequence"])
         result["result"] = ((finished or {}).get("data") or {}).get("result")
-    return changed, result
+    return changed
+
+
+def failure(error, result):
+    """fail_json arguments for an error; after a write, changed=true and what was written."""
+    kwargs = dict((k, v) for k, v in result.items() if v not in (None, []))
+    kwargs.update(error.to_fail_kwargs())
+    kwargs["changed"] = bool(result["written"])
+    if result["written"]:
+        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(result["written"]))
+    return kwargs
 
 
 def main():
@@ -191,15 +245,20 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     _options.require_requests(module)
+    result = new_result()
     try:
+        validate(module.params)
         service = keptn.KeptnService(keptn.client_from_params(module.params, log=module.warn))
-        changed, result = run(module, service)
+        changed = run(module, service, result)
     except SelfHealError as error:
-        module.fail_json(**error.to_fail_kwargs())
+        module.fail_json(**failure(error, result))
+    if not result["written"]:
+        del result["written"]
     if module.params["fail_on_result"] and (result["result"] == "fail" or result["state"] == "aborted"):
         outcome = " with result fail" if result["result"] == "fail" else ""
         module.fail_json(msg="Keptn rollback %s ended %s%s" % (result["keptn_context"], result["state"], outcome),
                          changed=changed, **result)
+    result.pop("written", None)
     module.exit_json(changed=changed, **result)
 
 

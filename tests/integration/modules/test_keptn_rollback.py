@@ -59,3 +59,36 @@ def test_clear_errors_on_bad_token_and_validation(sandbox, sandbox_env, playbook
     assert "does not exist in project sockshop" in run["unknown service"]["msg"]
     assert "Traceback" not in run.stdout + run.stderr
     run.assert_no_secret()
+
+
+def test_bad_timings_and_names_fail_before_any_request(sandbox, sandbox_env, playbook):
+    """wait_timeout -1 used to trigger the rollback and then fail; poll_interval -1 triggered and crashed; 0 polled
+    ~500 times a second. Every one now fails with invalid_input and the sandbox sees no request at all."""
+    bad = {"negative timeout": {"wait_timeout": -1}, "negative interval": {"poll_interval": -1},
+           "zero interval": {"poll_interval": 0}, "capital stage": {"stage": "Production"},
+           "empty service": {"service": ""}}
+    run = playbook([task(name, incident_key="dt-P-6", **args) for name, args in bad.items()], env=sandbox_env)
+    for name in bad:
+        result = run[name]
+        assert result["failed"] and result["error_kind"] == "invalid_input", (name, result)
+        assert result["changed"] is False and "keptn_context" not in result, name
+    assert "must be at least 1 second" in run["negative timeout"]["msg"]
+    assert "poll_interval must be between 0.2 and 300" in run["zero interval"]["msg"]
+    assert "not a Keptn name" in run["capital stage"]["msg"]
+    assert sandbox.requests(credentials.KEPTN_PREFIX + "/*") == []
+    assert not sequences(sandbox)
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_a_failure_after_the_trigger_reports_the_change(sandbox, sandbox_env, playbook):
+    """Triggered, then the sequence state cannot be read: the failure says changed=true and what was written."""
+    sandbox.call("POST", "/_sandbox/keptn/config", {"manual": True, "appear_delay": 0})
+    sandbox.fault(credentials.KEPTN_PREFIX + "/api/controlPlane/*", method="GET", status=500, times=50,
+                  body={"code": 500, "message": "shipyard-controller unavailable"})
+    run = playbook([task("triggered then broken", incident_key="dt-P-7", max_retries=0)], env=sandbox_env)
+    result = run["triggered then broken"]
+    assert result["failed"] and result["changed"] is True, result
+    assert result["keptn_context"] and result["written"][0].startswith("triggered sh.keptn.event.production.rollback")
+    assert "shipyard-controller unavailable" in result["msg"] and "this run had already triggered" in result["msg"]
+    assert len(sequences(sandbox)) == 1
+    run.assert_no_secret()
