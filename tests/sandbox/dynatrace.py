@@ -7,11 +7,13 @@ notification to the configured webhook, as Dynatrace does. See README.md for [U]
 """
 
 import base64
+import calendar
 import hashlib
 import json
 import re
 import time
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
@@ -27,7 +29,7 @@ EVENT_TYPES = {"AVAILABILITY_EVENT", "CUSTOM_ALERT", "CUSTOM_ANNOTATION", "CUSTO
 FIELDS = {"evidenceDetails", "impactAnalysis", "recentComments"}
 SELECTOR_KEYS = {"status", "severityLevel", "impactLevel", "rootCauseEntity", "managementZoneIds", "managementZones",
                  "impactedEntities", "affectedEntities", "affectedEntityTypes", "problemId", "displayId",
-                 "problemFilterIds", "problemFilterNames", "entityTags", "underMaintenance", "text"}
+                 "problemFilterIds", "problemFilterNames", "problemFilterNames.equals", "entityTags", "underMaintenance", "text"}
 
 DEFAULT_TEMPLATE = ('{"ProblemID":"{ProblemID}","PID":"{PID}","ProblemTitle":"{ProblemTitle}","State":"{State}",'
                     '"ProblemSeverity":"{ProblemSeverity}","ProblemImpact":"{ProblemImpact}","ProblemURL":"{ProblemURL}",'
@@ -38,6 +40,7 @@ DEFAULT_TEMPLATE = ('{"ProblemID":"{ProblemID}","PID":"{PID}","ProblemTitle":"{P
 def seed(sandbox):
     sandbox.state["dynatrace"] = {
         "problems": {}, "comments": {}, "events": [], "next_display": 1000, "counter": 0,
+        "entities": {},  # entity id -> {id, type, name, tags, managementZones}: every entity a problem named
         "webhook": {"url": None, "headers": {}, "template": DEFAULT_TEMPLATE, "notify_closed": True, "notify_merges": True},
         "rate_limits": {}, "ingest_reject_types": [],
     }
@@ -101,48 +104,114 @@ def rate_limited(request):
 
 # --- model ----------------------------------------------------------------------------------------
 
+# impactAnalysis.impacts[].impactType by the impacted entity's type; other entities (hosts, process groups...)
+# have no impact entry, as in the API (the enum is APPLICATION, CUSTOM_APPLICATION, MOBILE, SERVICE).
+IMPACT_TYPES = {"SERVICE": "SERVICE", "APPLICATION": "APPLICATION", "MOBILE_APPLICATION": "MOBILE",
+                "CUSTOM_APPLICATION": "CUSTOM_APPLICATION"}
+SEVERITY_LEVELS = {"AVAILABILITY", "CUSTOM_ALERT", "ERROR", "INFO", "MONITORING_UNAVAILABLE", "PERFORMANCE",
+                   "RESOURCE_CONTENTION"}
+IMPACT_LEVELS = {"APPLICATION", "ENVIRONMENT", "INFRASTRUCTURE", "SERVICES"}
+
+
 def entity_id(kind, name):
     return "%s-%s" % (kind, hashlib.sha1(("%s/%s" % (kind, name)).encode()).hexdigest()[:16].upper())
+
+
+def zone_id(name):
+    """A management zone's id: a positive 63-bit decimal derived from its name, stable across starts [U]."""
+    return str(int(hashlib.sha256(("dynatrace/management-zone/" + name).encode()).hexdigest()[:16], 16) >> 1)
+
+
+def alerting_profile(name):
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "dynatrace/alerting-profile/" + name)), "name": name}
 
 
 def stub(entity):
     return {"entityId": {"id": entity["id"], "type": entity["type"]}, "name": entity["name"]}
 
 
+def me_tags(tags):
+    """{"key": "value" or None} or ["key:value", "[AWS]key:value", "key"] -> METag objects."""
+    if isinstance(tags, dict):
+        tags = ["%s:%s" % (k, v) if v not in (None, "") else k for k, v in tags.items()]
+    out = []
+    for text in tags or []:
+        context, key, value = parse_tag(str(text))
+        tag = {"context": context or "CONTEXTLESS", "key": key}
+        if value is not None:
+            tag["value"] = value
+        shown = key if value is None else "%s:%s" % (key, value)
+        tag["stringRepresentation"] = shown if not context else "[%s]%s" % (context, shown)
+        out.append(tag)
+    return out
+
+
+def union(items, key):
+    seen, out = set(), []
+    for item in items:
+        if item[key] not in seen:
+            seen.add(item[key])
+            out.append(item)
+    return out
+
+
+def register_entity(dyn, item, tags, zones):
+    """An entity of a problem, kept in the entity registry with its tags and management zones (an entity
+    without its own inherits the problem's); the problem's entityTags/managementZones are their union."""
+    kind = item.get("type", "HOST")
+    ident = item.get("id") or entity_id(kind, item["name"])
+    own_tags = me_tags(item["tags"]) if "tags" in item else tags
+    own_zones = [{"id": zone_id(z), "name": z} for z in item["management_zones"]] if "management_zones" in item else zones
+    entity = dyn["entities"].setdefault(ident, {"id": ident, "type": kind, "name": item["name"], "tags": [],
+                                                "managementZones": []})
+    entity["tags"] = union(entity["tags"] + own_tags, "stringRepresentation")
+    entity["managementZones"] = union(entity["managementZones"] + own_zones, "id")
+    return entity
+
+
 def make_problem(dyn, spec, now_ms):
     dyn["counter"] += 1
     dyn["next_display"] += 1
     pid = "-%019d_%dV2" % (4000000000000000000 + dyn["counter"] * 7919, now_ms)
-    entities = []
-    for item in spec.get("entities") or [{"type": "HOST", "name": "host-%d" % dyn["counter"]}]:
-        kind = item.get("type", "HOST")
-        entities.append({"id": item.get("id") or entity_id(kind, item["name"]), "type": kind, "name": item["name"]})
-    tags = spec.get("tags") or {}
-    if isinstance(tags, list):
-        tags = dict((t.split(":", 1) + [None])[:2] for t in tags)
+    tags = me_tags(spec.get("tags") or {})
+    zones = [{"id": zone_id(z), "name": z} for z in spec.get("management_zones", [])]
+    entities = [register_entity(dyn, item, tags, zones)
+                for item in spec.get("entities") or [{"type": "HOST", "name": "host-%d" % dyn["counter"]}]]
     root = spec.get("root_cause")
     root_entity = next((e for e in entities if e["name"] == root), None) if isinstance(root, str) else None
+    start = int(spec.get("start_time", now_ms))
+    end = int(spec["end_time"]) if spec.get("end_time") is not None else -1
     return {
         "problemId": pid, "displayId": "P-%d" % dyn["next_display"], "title": spec.get("title", "Problem"),
         "impactLevel": spec.get("impact", "INFRASTRUCTURE"), "severityLevel": spec.get("severity", "AVAILABILITY"),
-        "status": "OPEN",
+        "status": "OPEN" if end == -1 else "CLOSED",
         "affectedEntities": [stub(e) for e in entities], "impactedEntities": [stub(e) for e in entities],
         "rootCauseEntity": stub(root_entity) if root_entity else None,
-        "managementZones": [{"id": str(abs(hash(z)) % 10 ** 18), "name": z} for z in spec.get("management_zones", [])],
-        "entityTags": [{"context": "CONTEXTLESS", "key": k, **({"value": v} if v not in (None, "") else {}),
-                        "stringRepresentation": k if v in (None, "") else "%s:%s" % (k, v)} for k, v in tags.items()],
-        "problemFilters": [{"id": "ca786d1f-0000-4000-8000-000000000001", "name": "Self-healing"}],
+        "managementZones": union([z for e in entities for z in e["managementZones"]], "id"),
+        "entityTags": union([t for e in entities for t in e["tags"]], "stringRepresentation"),
+        "problemFilters": [alerting_profile(name) for name in spec.get("problem_filters", ["Self-healing"])],
         "evidenceDetails": {"totalCount": 1, "details": [
             {"evidenceType": "EVENT", "displayName": spec.get("evidence", spec.get("title", "Problem")),
-             "entity": stub(entities[0]), "groupingEntity": None, "rootCauseRelevant": True, "startTime": now_ms}]},
-        "impactAnalysis": {"impacts": [{"impactType": e["type"], "impactedEntity": stub(e), "estimatedAffectedUsers": 0}
-                                       for e in entities]},
-        "startTime": int(spec.get("start_time", now_ms)), "endTime": -1,
+             "entity": stub(entities[0]), "groupingEntity": None, "rootCauseRelevant": True, "startTime": start}]},
+        "impactAnalysis": {"impacts": impacts(entities, spec.get("affected_users", 0))},
+        "startTime": start, "endTime": end,
+        # not in the API's Problem object; read by the underMaintenance() criterion
+        "_underMaintenance": bool(spec.get("under_maintenance", False)),
     }
 
 
+def impacts(entities, users):
+    return [{"impactType": IMPACT_TYPES[e["type"]], "impactedEntity": stub(e),
+             "estimatedAffectedUsers": 0 if e["type"] == "SERVICE" else int(users)}
+            for e in entities if e["type"] in IMPACT_TYPES]
+
+
+def internal_free(problem):
+    return {k: v for k, v in problem.items() if not k.startswith("_")}
+
+
 def public(problem, fields, comments=()):
-    body = {k: v for k, v in problem.items() if k not in FIELDS}
+    body = {k: v for k, v in problem.items() if k not in FIELDS and not k.startswith("_")}
     if "evidenceDetails" in fields:
         body["evidenceDetails"] = problem["evidenceDetails"]
     if "impactAnalysis" in fields:
@@ -153,90 +222,338 @@ def public(problem, fields, comments=()):
     return body
 
 
-# --- selectors and time ---------------------------------------------------------------------------
+# --- selectors -----------------------------------------------------------------------------------------
+# One parser for both selector languages: criteria joined by commas (AND), `name(values)` where a value is
+# quoted ("...", `~` escapes `"` and `~`) or bare, and `not(...)`, `caseSensitive(...)` and relationships
+# taking criteria. The problem selector wants every value quoted; the entity selector only when needed.
 
-CRITERION = re.compile(r'\s*([A-Za-z.]+)\(((?:\s*"(?:[^"~]|~.)*"\s*,?)*)\)\s*(?:,|$)')
-VALUE = re.compile(r'"((?:[^"~]|~.)*)"')
+class SelectorError(ValueError):
+    """A selector the API rejects (400 with a constraint violation)."""
 
 
-def parse_selector(text, allowed):
-    """'status("open"),displayId("P-1")' -> [(name, [values])]; ValueError on anything else."""
-    criteria, position = [], 0
-    while position < len(text):
-        match = CRITERION.match(text, position)
-        if not match or match.end() == position:
-            raise ValueError("invalid selector syntax at position %d" % position)
-        name = match.group(1)
-        if allowed is not None and name not in allowed:
-            raise ValueError("unknown criterion %s" % name)
-        values = [re.sub(r"~(.)", r"\1", v) for v in VALUE.findall(match.group(2))]
+class Criterion(object):
+    def __init__(self, name, values=None, children=None):
+        self.name, self.values, self.children = name, values or [], children or []
+
+
+NESTED = ("not", "caseSensitive")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]*")
+
+
+class Parser(object):
+    def __init__(self, text, quoted_only):
+        self.text, self.position, self.quoted_only = text, 0, quoted_only
+
+    def fail(self, message):
+        raise SelectorError("%s at position %d" % (message, self.position))
+
+    def skip(self):
+        while self.position < len(self.text) and self.text[self.position].isspace():
+            self.position += 1
+
+    def peek(self):
+        self.skip()
+        return self.text[self.position] if self.position < len(self.text) else ""
+
+    def expect(self, char):
+        if self.peek() != char:
+            self.fail("expected %r" % char)
+        self.position += 1
+
+    def criteria(self):
+        found = [self.criterion()]
+        while self.peek() == ",":
+            self.position += 1
+            found.append(self.criterion())
+        return found
+
+    def criterion(self):
+        self.skip()
+        match = NAME.match(self.text, self.position)
+        if not match:
+            self.fail("expected a criterion")
+        name = match.group(0)
+        self.position = match.end()
+        self.expect("(")
+        if name in NESTED or name.startswith(("fromRelationships.", "toRelationships.")):
+            node = Criterion(name, children=self.criteria())
+        else:
+            node = Criterion(name, values=self.values(name))
+        self.expect(")")
+        return node
+
+    def values(self, name):
+        found = []
+        if self.peek() == ")":
+            return found
+        while True:
+            found.append(self.value(name))
+            if self.peek() != ",":
+                return found
+            self.position += 1
+
+    def value(self, name):
+        if self.peek() == '"':
+            self.position += 1
+            chars = []
+            while self.position < len(self.text) and self.text[self.position] != '"':
+                if self.text[self.position] == "~":
+                    self.position += 1
+                    if self.position >= len(self.text):
+                        break
+                chars.append(self.text[self.position])
+                self.position += 1
+            if self.position >= len(self.text):
+                self.fail("unterminated quoted value")
+            self.position += 1
+            return "".join(chars)
+        match = re.compile(r'[^,()"]+').match(self.text, self.position)
+        if not match or not match.group(0).strip():
+            self.fail("expected a value")
+        if self.quoted_only and name != "underMaintenance":
+            self.fail("the values of %s must be quoted" % name)
+        self.position = match.end()
+        return match.group(0).strip()
+
+
+def parse_selector(text, quoted_only=False):
+    """'status("open"),displayId("P-1")' -> [Criterion]; SelectorError on anything else."""
+    if not text:
+        return []
+    parser = Parser(text, quoted_only)
+    found = parser.criteria()
+    if parser.peek():
+        parser.fail("unexpected %r" % parser.peek())
+    return found
+
+
+def parse_tag(text):
+    """'[context]key:value' / 'key:value' / 'key' (a colon escaped with a backslash is part of the text)."""
+    context = None
+    match = re.match(r"\[([^\]]*)\](.*)$", text, re.S)
+    if match:
+        context, text = match.group(1), match.group(2)
+    parts = re.split(r"(?<!\\):", text, maxsplit=1)
+    key = parts[0].replace("\\:", ":")
+    value = parts[1].replace("\\:", ":") if len(parts) > 1 else None
+    return context, key, value
+
+
+def tag_matches(wanted, tag):
+    """A tag criterion without a value matches the key whatever its value; without a context, any context [U]."""
+    context, key, value = wanted
+    if context is not None and context != tag["context"]:
+        return False
+    return key == tag["key"] and (value is None or value == tag.get("value"))
+
+
+# --- the entity selector ------------------------------------------------------------------------------------
+
+SINGLE = {"type", "entityName", "entityName.startsWith", "entityName.equals"}
+MULTIPLE = {"entityId", "entityName.in", "tag", "mzId", "mzName"}
+NAMES = {"entityName", "entityName.startsWith", "entityName.equals", "entityName.in"}
+
+
+def check_entity_selector(criteria, same_type=True):
+    """Reject what the API rejects, and what the sandbox does not implement (400 rather than ignore it)."""
+    names = [c.name for c in criteria]
+    if "type" not in names and "entityId" not in names:
+        raise SelectorError("must contain type(...) or entityId(...)")
+    if names.count("type") > 1:
+        raise SelectorError("you can select only one type of entity per query")
+    for criterion in criteria:
+        check_entity_criterion(criterion, same_type)
+
+
+def check_entity_criterion(criterion, same_type):
+    name = criterion.name
+    if name == "not":
+        if len(criterion.children) != 1 or criterion.children[0].name == "type":
+            raise SelectorError("not() takes one criterion other than type")
+        return check_entity_criterion(criterion.children[0], same_type)
+    if name == "caseSensitive":
+        if len(criterion.children) != 1 or criterion.children[0].name not in NAMES:
+            raise SelectorError("caseSensitive() takes one entity name criterion")
+        return check_entity_criterion(criterion.children[0], same_type)
+    if name in SINGLE and len(criterion.values) != 1:
+        raise SelectorError("%s takes exactly one value" % name)
+    if name in MULTIPLE and not criterion.values:
+        raise SelectorError("%s needs at least one value" % name)
+    if name not in SINGLE and name not in MULTIPLE:
+        raise SelectorError("criterion %s is not supported by the sandbox" % name)
+    if name == "entityId" and same_type and len({v.split("-", 1)[0] for v in criterion.values}) > 1:
+        raise SelectorError("all requested entities of entityId() must be of the same type")
+    return None
+
+
+def entity_matches(criteria, entity, case_sensitive=False):
+    return all(entity_criterion(c, entity, case_sensitive) for c in criteria)
+
+
+def entity_criterion(criterion, entity, case_sensitive=False):
+    name, values = criterion.name, criterion.values
+    if name == "not":
+        return not entity_criterion(criterion.children[0], entity)
+    if name == "caseSensitive":
+        return entity_criterion(criterion.children[0], entity, True)
+    if name == "type":
+        return entity["type"].upper() == values[0].upper()
+    if name == "entityId":
+        return entity["id"] in values
+    if name in NAMES:
+        fold = (lambda s: s) if case_sensitive else (lambda s: s.lower())
+        have, wanted = fold(entity["name"]), [fold(v) for v in values]
+        if name == "entityName":
+            return wanted[0] in have
+        if name == "entityName.startsWith":
+            return have.startswith(wanted[0])
+        return have in wanted
+    if name == "tag":
+        return any(tag_matches(parse_tag(v), tag) for v in values for tag in entity["tags"])
+    if name == "mzId":
+        return any(z["id"] in values for z in entity["managementZones"])
+    return any(z["name"] in values for z in entity["managementZones"])  # mzName
+
+
+# --- the problem selector ------------------------------------------------------------------------------------
+
+def check_problem_selector(criteria):
+    for criterion in criteria:
+        name, values = criterion.name, criterion.values
+        if name not in SELECTOR_KEYS:
+            raise SelectorError("unknown criterion %s" % name)
         if not values:
-            raise ValueError("criterion %s needs at least one quoted value" % name)
-        criteria.append((name, values))
-        position = match.end()
-    return criteria
+            raise SelectorError("criterion %s needs at least one quoted value" % name)
+        if name == "status" and (len(values) > 1 or values[0].lower() not in ("open", "closed")):
+            raise SelectorError('status takes one value, "open" or "closed"')
+        if name == "severityLevel" and {v.upper() for v in values} - SEVERITY_LEVELS:
+            raise SelectorError("severityLevel must be one of %s" % ", ".join(sorted(SEVERITY_LEVELS)))
+        if name == "impactLevel" and {v.upper() for v in values} - IMPACT_LEVELS:
+            raise SelectorError("impactLevel must be one of %s" % ", ".join(sorted(IMPACT_LEVELS)))
+        if name == "underMaintenance" and (len(values) > 1 or values[0].lower() not in ("true", "false")):
+            raise SelectorError("underMaintenance takes true or false")
+        if name == "text" and (len(values) > 1 or len(values[0]) > 30):
+            raise SelectorError("text takes one value of at most 30 characters")
 
 
-def parse_time(value, now_ms, default):
-    if value is None or value == "":
-        return default
-    if re.fullmatch(r"\d+", value):
-        return int(value)
-    relative = re.fullmatch(r"now(?:-(\d+)([smhdwMy]))?(?:/[smhdwMy])?", value)
-    if relative:
-        if not relative.group(1):
-            return now_ms
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}[relative.group(2)]
-        return now_ms - int(relative.group(1)) * unit * 1000
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        raise ValueError("cannot parse time %r" % value)
+def text_score(problem, text):
+    """text(): case-insensitive partial match on the title, event titles, display id and entity ids [U weights]."""
+    needle = text.lower()
+    score = 3 if needle in problem["title"].lower() else 0
+    score += 2 if any(needle in e["displayName"].lower() for e in problem["evidenceDetails"]["details"]) else 0
+    score += 2 if needle in problem["displayId"].lower() else 0
+    score += 1 if any(needle in e["entityId"]["id"].lower() for e in entities_of(problem)) else 0
+    return score
+
+
+def problem_criterion(problem, name, values):
+    lowered = {v.lower() for v in values}
+    direct = {"status": "status", "severityLevel": "severityLevel", "impactLevel": "impactLevel"}
+    if name in direct:
+        return problem[direct[name]].lower() in lowered
+    if name in ("problemId", "displayId"):
+        return problem[name] in values
+    if name == "managementZones":
+        return any(z["name"] in values for z in problem["managementZones"])
+    if name == "managementZoneIds":
+        return any(z["id"] in values for z in problem["managementZones"])
+    if name == "entityTags":
+        return any(tag_matches(parse_tag(v), tag) for v in values for tag in problem["entityTags"])
+    if name == "text":
+        return text_score(problem, values[0]) > 0
+    if name in ("impactedEntities", "affectedEntities"):
+        return any(e["entityId"]["id"] in values for e in problem[name])
+    if name == "affectedEntityTypes":
+        return any(e["entityId"]["type"].lower() in lowered for e in problem["affectedEntities"])
+    if name == "rootCauseEntity":
+        return (problem["rootCauseEntity"] or {}).get("entityId", {}).get("id") in values
+    if name == "problemFilterIds":
+        return any(f["id"] in values for f in problem["problemFilters"])
+    if name == "problemFilterNames":  # contains, case-insensitive
+        return any(v in f["name"].lower() for v in lowered for f in problem["problemFilters"])
+    if name == "problemFilterNames.equals":  # exact, case-insensitive
+        return any(f["name"].lower() in lowered for f in problem["problemFilters"])
+    return problem["_underMaintenance"] == (values[0].lower() == "true")  # underMaintenance
+
+
+def problem_matches(problem, criteria):
+    return all(problem_criterion(problem, c.name, c.values) for c in criteria)
 
 
 def entities_of(problem):
     return problem["impactedEntities"] + problem["affectedEntities"]
 
 
-def entity_matches(selector, stub_):
-    for name, values in selector:
-        if name == "type" and stub_["entityId"]["type"] not in values:
-            return False
-        if name == "entityId" and stub_["entityId"]["id"] not in values:
-            return False
-        if name == "entityName.equals" and stub_["name"] not in values:
-            return False
-        if name == "entityName.startsWith" and not any(stub_["name"].startswith(v) for v in values):
-            return False
-    return True
+# --- time ------------------------------------------------------------------------------------------------------
+
+ISO_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?(Z|[+-]\d\d:?\d\d)?")
+RELATIVE = re.compile(r"now(?:-(\d+)([mhdwMy]))?(?:/([mhdwMy]))?")
 
 
-def problem_matches(problem, criteria, comments):
-    for name, values in criteria:
-        lowered = [v.lower() for v in values]
-        if name == "status" and problem["status"].lower() not in lowered:
-            return False
-        if name == "severityLevel" and problem["severityLevel"].lower() not in lowered:
-            return False
-        if name == "impactLevel" and problem["impactLevel"].lower() not in lowered:
-            return False
-        if name == "problemId" and problem["problemId"] not in values:
-            return False
-        if name == "displayId" and problem["displayId"] not in values:
-            return False
-        if name == "managementZones" and not {z["name"] for z in problem["managementZones"]} & set(values):
-            return False
-        if name == "entityTags" and not {t["stringRepresentation"] for t in problem["entityTags"]} & {
-                re.sub(r"^\[CONTEXTLESS\]", "", v) for v in values}:
-            return False
-        if name == "text" and not any(v.lower() in problem["title"].lower() for v in values):
-            return False
-        if name in ("impactedEntities", "affectedEntities") and not {
-                e["entityId"]["id"] for e in problem[name]} & set(values):
-            return False
-        if name == "rootCauseEntity" and (problem["rootCauseEntity"] or {}).get("entityId", {}).get("id") not in values:
-            return False
-    return True
+def months_back(moment, count):
+    month = moment.year * 12 + moment.month - 1 - count
+    year, month = divmod(month, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def align(moment, unit):
+    """Round down to the start of the unit (weeks start on Monday) [U: UTC, Monday]."""
+    moment = moment.replace(second=0, microsecond=0)
+    if unit in "hdwMy":
+        moment = moment.replace(minute=0)
+    if unit in "dwMy":
+        moment = moment.replace(hour=0)
+    if unit == "w":
+        moment -= timedelta(days=moment.weekday())
+    if unit in "My":
+        moment = moment.replace(day=1)
+    if unit == "y":
+        moment = moment.replace(month=1)
+    return moment
+
+
+def parse_time(value, now_ms, default):
+    """from/to: UTC milliseconds, ISO-8601 (no offset = UTC; space for T; seconds and fractions optional) or
+    now-NU[/A] with U and A in m h d w M y."""
+    if value is None or value == "":
+        return default
+    if re.fullmatch(r"\d+", value):
+        return int(value)
+    relative = RELATIVE.fullmatch(value)
+    if relative:
+        moment = datetime.fromtimestamp(now_ms / 1000.0, timezone.utc)
+        count, unit, alignment = relative.groups()
+        if count:
+            count = int(count)
+            if unit in "My":
+                moment = months_back(moment, count * (12 if unit == "y" else 1))
+            else:
+                moment -= timedelta(minutes=count * {"m": 1, "h": 60, "d": 1440, "w": 10080}[unit])
+        if alignment:
+            moment = align(moment, alignment)
+        return int(moment.timestamp() * 1000)
+    match = ISO_TIME.fullmatch(value)
+    if not match:
+        raise SelectorError("cannot parse time %r (milliseconds, ISO-8601 or now-NU/A)" % value)
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    zone = timezone.utc
+    if offset and offset != "Z":
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=zone)
+    except ValueError:
+        raise SelectorError("cannot parse time %r" % value)
+    millis = int((fraction or "0").ljust(3, "0")[:3])
+    return int(moment.timestamp()) * 1000 + millis
+
+
+def in_window(problem, start, end, now_ms):
+    """A problem is listed when its start or its end lies in the timeframe; an open problem's end is now [U]."""
+    finish = problem["endTime"] if problem["endTime"] != -1 else now_ms
+    return start <= problem["startTime"] <= end or start <= finish <= end
 
 
 def encode_key(data):
@@ -272,55 +589,79 @@ async def list_problems(request):
     unknown_fields = [f for f in fields if f not in FIELDS]
     if unknown_fields:
         return violation(400, "fields", "unknown field(s): %s" % ",".join(unknown_fields))
+    now_ms = request.app[SANDBOX].now_ms()
     if "nextPageKey" in query:
         extra = sorted(k for k in query if k != "nextPageKey")
         if extra:
             return violation(400, "nextPageKey", "must not be combined with other query parameters except fields (got %s)" % ", ".join(extra))
         try:
             cursor = decode_key(query["nextPageKey"])
-        except ValueError:
+            query, offset, window = dict(cursor["query"]), int(cursor["offset"]), cursor["window"]
+        except (ValueError, TypeError, KeyError):
             return violation(400, "nextPageKey", "invalid nextPageKey")
-        query, offset = cursor["query"], cursor["offset"]
     else:
-        offset = 0
+        offset, window = 0, None
     try:
         size = page_size(query.get("pageSize"), 50)
     except LookupError as exc:
         return violation(400, "pageSize", str(exc))
-    now_ms = request.app[SANDBOX].now_ms()
+    if window is None:  # the timeframe is resolved once; later pages keep it
+        window = []
+        for name, default in (("from", now_ms - 2 * 3600 * 1000), ("to", now_ms)):
+            try:
+                window.append(parse_time(query.get(name), now_ms, default))
+            except SelectorError as exc:
+                return violation(400, name, str(exc))
+    start, end = window
+    text = query.get("entitySelector", "")
     try:
-        start = parse_time(query.get("from"), now_ms, now_ms - 2 * 3600 * 1000)
-        end = parse_time(query.get("to"), now_ms, now_ms)
-        criteria = parse_selector(query.get("problemSelector", ""), SELECTOR_KEYS)
-        entity_selector = parse_selector(query.get("entitySelector", ""), None)
-    except ValueError as exc:
-        return violation(400, "problemSelector/entitySelector/from/to", str(exc))
-    if entity_selector and not any(name in ("type", "entityId") for name, dummy in entity_selector):
-        return violation(400, "entitySelector", "must contain type(...) or entityId(...)")
-    if [v for name, v in criteria if name == "status" and len(v) > 1]:
-        return violation(400, "problemSelector", "status accepts only one value")
+        criteria = parse_selector(query.get("problemSelector", ""), quoted_only=True)
+        check_problem_selector(criteria)
+    except SelectorError as exc:
+        return violation(400, "problemSelector", str(exc))
+    try:
+        if len(text) > 2000:
+            raise SelectorError("the entity selector is limited to 2,000 characters")
+        entity_selector = parse_selector(text)
+        if entity_selector:
+            check_entity_selector(entity_selector)
+    except SelectorError as exc:
+        return violation(400, "entitySelector", str(exc))
+    registry = dyn["entities"]
     matching = []
     for problem in dyn["problems"].values():
-        if problem["startTime"] > end or (problem["endTime"] != -1 and problem["endTime"] < start):
+        if not in_window(problem, start, end, now_ms) or not problem_matches(problem, criteria):
             continue
-        if not problem_matches(problem, criteria, dyn["comments"].get(problem["problemId"], [])):
-            continue
-        if entity_selector and not any(entity_matches(entity_selector, e) for e in entities_of(problem)):
+        if entity_selector and not any(entity_matches(entity_selector, registry[e["entityId"]["id"]])
+                                       for e in entities_of(problem)):
             continue
         matching.append(problem)
-    for part in reversed([p.strip() for p in query.get("sort", "-startTime").split(",") if p.strip()]):
-        key = part.lstrip("+-")
-        if key not in ("status", "startTime"):
-            return violation(400, "sort", "unsupported sort field %s" % key)
-        matching.sort(key=lambda p, k=key: p[k], reverse=part.startswith("-"))
-    window = matching[offset:offset + size]
+    text_value = next((c.values[0] for c in criteria if c.name == "text"), None)
+    try:
+        sort_problems(matching, query.get("sort", "-startTime"), text_value)
+    except SelectorError as exc:
+        return violation(400, "sort", str(exc))
+    page = matching[offset:offset + size]
     more = offset + size < len(matching)
     return web.json_response({
         "totalCount": len(matching), "pageSize": size,
-        "nextPageKey": encode_key({"query": query, "offset": offset + size}) if more else None,
-        "problems": [public(p, fields, dyn["comments"].get(p["problemId"], [])) for p in window],
+        "nextPageKey": encode_key({"query": query, "offset": offset + size, "window": window}) if more else None,
+        "problems": [public(p, fields, dyn["comments"].get(p["problemId"], [])) for p in page],
         "warnings": [],
     })
+
+
+def sort_problems(problems, sort, text):
+    """sort: +status (open first), startTime, relevance (only with text()); no sign means +."""
+    keys = {"status": lambda p: 0 if p["status"] == "OPEN" else 1, "startTime": lambda p: p["startTime"],
+            "relevance": lambda p: text_score(p, text)}
+    for part in reversed([p.strip() for p in sort.split(",") if p.strip()]):
+        name = part.lstrip("+-")
+        if name not in keys:
+            raise SelectorError("unsupported sort field %s" % name)
+        if name == "relevance" and text is None:
+            raise SelectorError("relevance can only be used together with text()")
+        problems.sort(key=keys[name], reverse=part.startswith("-"))
 
 
 def find(request):
@@ -449,6 +790,26 @@ async def delete_comment(request):
     return web.Response(status=204)
 
 
+def ingest_targets(dyn, text):
+    """The entities an event attaches to: the environment without a selector; entityId(...) always matches
+    (known or not), other criteria select among the entities seen (the problems' entities). Mixed entity types
+    in entityId(...) are accepted here [U: the docs state the one-type rule for selectors in general]."""
+    if not text:
+        return [{"entityId": {"id": "environment", "type": "ENVIRONMENT"}, "name": "environment"}]
+    if len(text) > 2000:
+        raise SelectorError("the entity selector is limited to 2,000 characters")
+    selector = parse_selector(text)
+    check_entity_selector(selector, same_type=False)
+    registry = dyn["entities"]
+    ids = next((c.values for c in selector if c.name == "entityId"), None)
+    if ids is not None:
+        candidates = [registry.get(i) or {"id": i, "type": i.split("-")[0], "name": i, "tags": [], "managementZones": []}
+                      for i in ids]
+    else:
+        candidates = list(registry.values())
+    return [stub(e) for e in candidates if entity_matches(selector, e)]
+
+
 async def ingest_event(request):
     dyn, sandbox = state(request), request.app[SANDBOX]
     body = await json_body(request)
@@ -462,24 +823,10 @@ async def ingest_event(request):
     for key, value in properties.items():
         if len(key) > 100 or len(str(value)) > 4096:
             return violation(400, "properties", "keys are limited to 100 and values to 4096 characters", "PAYLOAD_BODY")
-    selector_text = body.get("entitySelector")
-    targets = []
-    if selector_text:
-        try:
-            selector = parse_selector(selector_text, None)
-        except ValueError as exc:
-            return violation(400, "entitySelector", str(exc), "PAYLOAD_BODY")
-        ids = [v for name, values in selector if name == "entityId" for v in values]
-        known = {}
-        for problem in dyn["problems"].values():
-            for item in entities_of(problem):
-                known[item["entityId"]["id"]] = item
-        if ids:
-            targets = [known.get(i, {"entityId": {"id": i, "type": i.split("-")[0]}, "name": i}) for i in ids]
-        else:
-            targets = [item for item in known.values() if entity_matches(selector, item)]
-    else:
-        targets = [{"entityId": {"id": "environment", "type": "ENVIRONMENT"}, "name": "environment"}]
+    try:
+        targets = ingest_targets(dyn, body.get("entitySelector"))
+    except SelectorError as exc:
+        return violation(400, "entitySelector", str(exc), "PAYLOAD_BODY")
     results, now_ms = [], sandbox.now_ms()
     for target in targets:
         status = "INVALID_ENTITY_TYPE" if target["entityId"]["type"] in dyn["ingest_reject_types"] else "OK"
@@ -509,7 +856,7 @@ def render(template, problem, base_url):
     url = "%s%s/#problems/problemdetails;pid=%s" % (base_url or "", PREFIX, problem["problemId"])
     details_v1 = {"ID": problem["problemId"], "displayName": number, "status": problem["status"],
                   "startTime": problem["startTime"], "endTime": problem["endTime"], "tagsOfAffectedEntities": tags}
-    details_v2 = dict(problem)
+    details_v2 = internal_free(problem)
     strings = {"ProblemID": number, "PID": problem["problemId"], "ProblemTitle": problem["title"],
                "State": "OPEN" if problem["status"] == "OPEN" else "RESOLVED",
                "ProblemSeverity": problem["severityLevel"], "ProblemImpact": problem["impactLevel"], "ProblemURL": url,
@@ -553,7 +900,7 @@ async def admin_open(request):
     problem = make_problem(dyn, spec, sandbox.now_ms())
     dyn["problems"][problem["problemId"]] = problem
     notify(sandbox, problem, "OPEN")
-    return web.json_response(problem, status=201)
+    return web.json_response(internal_free(problem), status=201)
 
 
 async def admin_bulk(request):
@@ -584,12 +931,15 @@ async def admin_update(request):
     if problem is None:
         return web.json_response({"error": "no such problem"}, status=404)
     spec = await request.json()
+    dyn = state(request)
     for item in spec.get("entities", []):
-        kind = item.get("type", "HOST")
-        entity = {"id": item.get("id") or entity_id(kind, item["name"]), "type": kind, "name": item["name"]}
+        entity = register_entity(dyn, item, problem["entityTags"], problem["managementZones"])
         if all(e["entityId"]["id"] != entity["id"] for e in problem["impactedEntities"]):
             problem["impactedEntities"].append(stub(entity))
             problem["affectedEntities"].append(stub(entity))
+            problem["entityTags"] = union(problem["entityTags"] + entity["tags"], "stringRepresentation")
+            problem["managementZones"] = union(problem["managementZones"] + entity["managementZones"], "id")
+            problem["impactAnalysis"]["impacts"] += impacts([entity], 0)
     for name in spec.get("evidence", []):
         problem["evidenceDetails"]["details"].append({"evidenceType": "EVENT", "displayName": name,
                                                       "entity": problem["impactedEntities"][0], "groupingEntity": None,
@@ -598,7 +948,7 @@ async def admin_update(request):
     if "title" in spec:
         problem["title"] = spec["title"]
     notify(sandbox, problem, "MERGE")
-    return web.json_response(problem)
+    return web.json_response(internal_free(problem))
 
 
 async def admin_resolve(request):
@@ -607,7 +957,7 @@ async def admin_resolve(request):
         return web.json_response({"error": "no such problem"}, status=404)
     if problem["status"] == "OPEN":
         close(request.app[SANDBOX], problem)
-    return web.json_response(problem)
+    return web.json_response(internal_free(problem))
 
 
 async def admin_notify(request):

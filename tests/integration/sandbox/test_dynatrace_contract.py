@@ -1,7 +1,12 @@
 """The sandbox's Dynatrace API v2 honours the documented contract (shared/docs/api-contracts.md section 1)."""
 
+import base64
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -10,6 +15,7 @@ import requests
 import credentials
 
 AUTH = {"Authorization": "Api-Token " + credentials.DYNATRACE_TOKEN}
+SERVER = os.path.join(os.path.dirname(credentials.__file__), "server.py")
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def test_problem_shape_and_selectors(sandbox, api):
 
 @pytest.mark.parametrize("params, path", [
     ({"pageSize": "501"}, "pageSize"),
-    ({"problemSelector": "status(open)"}, "problemSelector/entitySelector/from/to"),
+    ({"problemSelector": "status(open)"}, "problemSelector"),
     ({"entitySelector": 'entityName.equals("x")'}, "entitySelector"),
     ({"fields": "everything"}, "fields"),
     ({"nextPageKey": "garbage!"}, "nextPageKey"),
@@ -205,3 +211,225 @@ def test_problem_notifications_open_merge_resolve(sandbox):
         assert all(o["status"] == 200 for o in sandbox.outbound())
     finally:
         receiver.server.shutdown()
+
+
+# --- selectors: every documented criterion applied, or a 400; never ignored ------------------------------------
+
+def titles(api, **params):
+    response = requests.get(api + "/problems", headers=AUTH, params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return sorted(p["title"] for p in response.json()["problems"])
+
+
+@pytest.fixture
+def estate(sandbox):
+    """Three problems with different zones, entity types, tags, alerting profiles and maintenance."""
+    open_problem(sandbox, title="checkout slow", management_zones=["prod"], problem_filters=["Payments team"],
+                 entities=[{"type": "SERVICE", "name": "checkout", "tags": ["[Kubernetes]app:checkout", "tier:web"]},
+                           {"type": "HOST", "name": "web-01", "tags": {"os": "linux"}}])
+    open_problem(sandbox, title="db disk full", management_zones=["prod", "databases"], tags={"app": "db", "dba": None},
+                 entities=[{"type": "HOST", "name": "db-01"}], problem_filters=["Self-healing", "DBA pager"])
+    open_problem(sandbox, title="staging down", management_zones=["staging"], under_maintenance=True,
+                 entities=[{"type": "PROCESS_GROUP_INSTANCE", "name": "Web-Staging"}], tags=["time:10\\:30"])
+
+
+def test_problem_selector_zone_ids_entity_types_alerting_profiles_and_maintenance(sandbox, api, estate):
+    zones = {z["name"]: z["id"] for p in requests.get(api + "/problems", headers=AUTH, timeout=10).json()["problems"]
+             for z in p["managementZones"]}
+    assert titles(api, problemSelector='managementZoneIds("%s")' % zones["databases"]) == ["db disk full"]
+    assert titles(api, problemSelector='managementZoneIds("%s","%s")' % (zones["staging"], zones["databases"])) == [
+        "db disk full", "staging down"]
+    assert titles(api, problemSelector='managementZoneIds("1")') == []
+    assert titles(api, problemSelector='affectedEntityTypes("SERVICE")') == ["checkout slow"]
+    assert titles(api, problemSelector='affectedEntityTypes("PROCESS_GROUP_INSTANCE","HOST")') == [
+        "checkout slow", "db disk full", "staging down"]
+    assert titles(api, problemSelector='problemFilterNames("pager")') == ["db disk full"]  # contains, any case
+    assert titles(api, problemSelector='problemFilterNames("PAYMENTS")') == ["checkout slow"]
+    assert titles(api, problemSelector='problemFilterNames.equals("payments")') == []
+    assert titles(api, problemSelector='problemFilterNames.equals("payments TEAM")') == ["checkout slow"]
+    ids = {f["name"]: f["id"] for p in requests.get(api + "/problems", headers=AUTH, timeout=10).json()["problems"]
+           for f in p["problemFilters"]}
+    assert titles(api, problemSelector='problemFilterIds("%s")' % ids["DBA pager"]) == ["db disk full"]
+    assert titles(api, problemSelector="underMaintenance(true)") == ["staging down"]
+    assert titles(api, problemSelector='underMaintenance("false")') == ["checkout slow", "db disk full"]
+    assert titles(api, problemSelector='entityTags("[Kubernetes]app:checkout")') == ["checkout slow"]
+    assert titles(api, problemSelector='entityTags("[AWS]app:checkout")') == []
+    assert titles(api, problemSelector='entityTags("app")') == ["checkout slow", "db disk full"]  # key: any value
+    assert titles(api, problemSelector='entityTags("time:10\\:30")') == ["staging down"]  # escaped colon in the value
+    assert titles(api, problemSelector='managementZones("prod"),affectedEntityTypes("HOST")') == [
+        "checkout slow", "db disk full"]
+
+
+def test_entity_selector_tags_names_zones_and_negation(sandbox, api, estate):
+    zones = {z["name"]: z["id"] for p in requests.get(api + "/problems", headers=AUTH, timeout=10).json()["problems"]
+             for z in p["managementZones"]}
+    assert titles(api, entitySelector='type("SERVICE"),tag("[Kubernetes]app:checkout")') == ["checkout slow"]
+    assert titles(api, entitySelector='type(HOST),tag("os:linux")') == ["checkout slow"]  # unquoted type is fine
+    assert titles(api, entitySelector='type("HOST"),tag("os:windows","dba")') == ["db disk full"]  # any of the tags
+    assert titles(api, entitySelector='type("HOST"),not(tag("os:linux"))') == ["db disk full"]
+    assert titles(api, entitySelector='type("HOST"),entityName.equals("DB-01")') == ["db disk full"]  # any case
+    assert titles(api, entitySelector='type("HOST"),caseSensitive(entityName.equals("DB-01"))') == []
+    assert titles(api, entitySelector='type("PROCESS_GROUP_INSTANCE"),entityName.startsWith("web-")') == ["staging down"]
+    assert titles(api, entitySelector='type("HOST"),entityName("DB-")') == ["db disk full"]  # contains, any case
+    assert titles(api, entitySelector='type("HOST"),entityName.in("web-01","db-01")') == ["checkout slow", "db disk full"]
+    assert titles(api, entitySelector='type("HOST"),mzName("databases")') == ["db disk full"]
+    assert titles(api, entitySelector='type("HOST"),mzId(%s)' % zones["prod"]) == ["checkout slow", "db disk full"]
+    assert titles(api, entitySelector='type("SERVICE"),mzName("staging")') == []
+
+
+@pytest.mark.parametrize("params, path, words", [
+    ({"problemSelector": 'managementZoneIds(123)'}, "problemSelector", "quoted"),
+    ({"problemSelector": 'underMaintenance("maybe")'}, "problemSelector", "true or false"),
+    ({"problemSelector": 'severityLevel("SEVERE")'}, "problemSelector", "severityLevel"),
+    ({"problemSelector": 'status("open","closed")'}, "problemSelector", "one value"),
+    ({"problemSelector": 'text("%s")' % ("x" * 31)}, "problemSelector", "30"),
+    ({"problemSelector": 'healthState("HEALTHY")'}, "problemSelector", "unknown criterion"),
+    ({"entitySelector": 'type("HOST"),healthState("HEALTHY")'}, "entitySelector", "not supported"),
+    ({"entitySelector": 'type("HOST"),toRelationships.isProcessOf(type("PROCESS_GROUP_INSTANCE"))'}, "entitySelector",
+     "not supported"),
+    ({"entitySelector": 'type("HOST"),type("SERVICE")'}, "entitySelector", "one type"),
+    ({"entitySelector": 'type("HOST","SERVICE")'}, "entitySelector", "exactly one"),
+    ({"entitySelector": 'entityId("HOST-1","SERVICE-1")'}, "entitySelector", "same type"),
+    ({"entitySelector": 'type("HOST"),not(type("SERVICE"))'}, "entitySelector", "not()"),
+    ({"entitySelector": 'type("HOST"),tag("a"'}, "entitySelector", "expected"),
+    ({"entitySelector": 'type("HOST"),entityName.equals("%s")' % ("x" * 2000)}, "entitySelector", "2,000"),
+    ({"sort": "relevance"}, "sort", "text()"),
+    ({"from": "2021-01-25"}, "from", "cannot parse"),
+    ({"to": "now-30s"}, "to", "cannot parse"),
+])
+def test_selectors_the_sandbox_cannot_honour_are_400_never_ignored(sandbox, api, estate, params, path, words):
+    response = requests.get(api + "/problems", headers=AUTH, params=params, timeout=10)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == 400 and error["message"] == "Constraints violated."
+    assert error["constraintViolations"][0]["path"] == path and words in error["constraintViolations"][0]["message"]
+
+
+def test_text_search_covers_title_events_display_id_and_entity_ids_and_sorts_by_relevance(sandbox, api):
+    in_title = open_problem(sandbox, title="Disk full on db-01", evidence="Low disk space")
+    in_event = open_problem(sandbox, title="Slow responses", evidence="disk latency high")
+    other = open_problem(sandbox, title="Process crashed", entities=[{"type": "HOST", "name": "app-01"}])
+    assert titles(api, problemSelector='text("DISK")') == ["Disk full on db-01", "Slow responses"]
+    assert titles(api, problemSelector='text("%s")' % other["displayId"].lower()) == ["Process crashed"]
+    entity = other["affectedEntities"][0]["entityId"]["id"]
+    assert titles(api, problemSelector='text("%s")' % entity[:20]) == ["Process crashed"]
+    ranked = requests.get(api + "/problems", headers=AUTH, timeout=10, params={
+        "problemSelector": 'text("disk")', "sort": "-relevance"}).json()["problems"]
+    assert [p["problemId"] for p in ranked] == [in_title["problemId"], in_event["problemId"]]
+    ranked = requests.get(api + "/problems", headers=AUTH, timeout=10, params={
+        "problemSelector": 'text("disk")', "sort": "+relevance"}).json()["problems"]
+    assert [p["problemId"] for p in ranked] == [in_event["problemId"], in_title["problemId"]]
+
+
+def test_sort_by_status_puts_open_problems_first(sandbox, api):
+    first = open_problem(sandbox, title="old, still open", start_time=int(time.time() * 1000) - 60000)
+    second = open_problem(sandbox, title="newer, closed")
+    sandbox.call("POST", "/_sandbox/dynatrace/problems/%s/resolve" % second["displayId"], {})
+    listed = requests.get(api + "/problems", headers=AUTH, timeout=10, params={"sort": "+status,-startTime"}).json()
+    assert [p["problemId"] for p in listed["problems"]] == [first["problemId"], second["problemId"]]
+    listed = requests.get(api + "/problems", headers=AUTH, timeout=10, params={"sort": "-status"}).json()
+    assert [p["problemId"] for p in listed["problems"]] == [second["problemId"], first["problemId"]]
+
+
+# --- from / to --------------------------------------------------------------------------------------------------
+
+def test_times_without_an_offset_are_utc_not_local_time(tmp_path):
+    """A sandbox whose local zone is New York still reads 10:00 without an offset as 10:00 UTC."""
+    zoned = SandboxProcess(tmp_path, env={"TZ": "America/New_York"})
+    try:
+        api = zoned.url + credentials.DYNATRACE_PREFIX + "/api/v2"
+        start = 1767261600000  # 2026-01-01T10:00:00Z
+        open_problem(zoned, title="at ten utc", start_time=start, end_time=start + 60000)
+        assert titles(api, **{"from": "2026-01-01T09:59:00", "to": "2026-01-01T10:00:30"}) == ["at ten utc"]
+        assert titles(api, **{"from": "2026-01-01 09:59", "to": "2026-01-01 10:00:30.5"}) == ["at ten utc"]
+        assert titles(api, **{"from": "2026-01-01T04:59:00-05:00", "to": "2026-01-01T05:00:30-05:00"}) == ["at ten utc"]
+        assert titles(api, **{"from": "2026-01-01T14:59:00", "to": "2026-01-01T15:00:30"}) == []  # 10:00 in New York
+        assert titles(api, **{"from": str(start - 1000), "to": str(start)}) == ["at ten utc"]  # milliseconds
+        assert titles(api, **{"from": str(start + 1), "to": str(start + 59999)}) == []  # neither start nor end inside
+    finally:
+        zoned.stop()
+
+
+def test_relative_times_now_2h_and_now_30d(sandbox, api):
+    now = int(time.time() * 1000)
+    day = 86400000
+    open_problem(sandbox, title="10 days ago", start_time=now - 10 * day, end_time=now - 10 * day + 60000)
+    open_problem(sandbox, title="40 days ago", start_time=now - 40 * day, end_time=now - 40 * day + 60000)
+    open_problem(sandbox, title="open for 3 h", start_time=now - 3 * 3600000)
+    open_problem(sandbox, title="just now")
+    assert titles(api) == ["just now", "open for 3 h"]  # default now-2h: an open problem's end is now
+    assert titles(api, **{"from": "now-2h", "to": "now-1h"}) == []
+    assert titles(api, **{"from": "now-30d"}) == ["10 days ago", "just now", "open for 3 h"]
+    assert titles(api, **{"from": "now-1y", "to": "now-30d"}) == ["40 days ago"]
+    assert titles(api, **{"from": "now-2M/d", "to": "now-5w"}) == ["40 days ago"]
+
+
+def test_the_timeframe_of_a_paged_query_is_kept_on_later_pages(sandbox, api):
+    sandbox.call("POST", "/_sandbox/dynatrace/problems/bulk", {"count": 3})
+    first = requests.get(api + "/problems", headers=AUTH, timeout=10, params={"pageSize": 1, "from": "now-5m"}).json()
+    assert first["totalCount"] == 3
+    second = requests.get(api + "/problems", headers=AUTH, timeout=10, params={"nextPageKey": first["nextPageKey"]}).json()
+    assert second["totalCount"] == 3 and len(second["problems"]) == 1
+    forged = base64.urlsafe_b64encode(json.dumps([1]).encode()).decode().rstrip("=")
+    assert requests.get(api + "/problems", headers=AUTH, timeout=10, params={"nextPageKey": forged}).status_code == 400
+
+
+# --- impacts and ids --------------------------------------------------------------------------------------------
+
+def test_impact_types_are_the_apis_values(sandbox, api):
+    problem = open_problem(sandbox, affected_users=42, entities=[
+        {"type": "HOST", "name": "web-01"}, {"type": "SERVICE", "name": "checkout"},
+        {"type": "APPLICATION", "name": "shop"}, {"type": "MOBILE_APPLICATION", "name": "shop-app"},
+        {"type": "CUSTOM_APPLICATION", "name": "kiosk"}])
+    body = requests.get(api + "/problems/" + problem["problemId"], headers=AUTH, timeout=10,
+                        params={"fields": "impactAnalysis"}).json()
+    impacts = {i["impactedEntity"]["name"]: (i["impactType"], i["estimatedAffectedUsers"]) for i in body["impactAnalysis"]["impacts"]}
+    assert impacts == {"checkout": ("SERVICE", 0), "shop": ("APPLICATION", 42), "shop-app": ("MOBILE", 42),
+                       "kiosk": ("CUSTOM_APPLICATION", 42)}  # a host is no impact type
+    assert {i["impactType"] for i in body["impactAnalysis"]["impacts"]} <= {"APPLICATION", "CUSTOM_APPLICATION", "MOBILE", "SERVICE"}
+    assert "_underMaintenance" not in body and "impactAnalysis" not in requests.get(
+        api + "/problems/" + problem["problemId"], headers=AUTH, timeout=10).json()
+
+
+def test_management_zone_ids_are_stable_across_starts(sandbox, api, tmp_path):
+    first = open_problem(sandbox, management_zones=["prod", "databases"])["managementZones"]
+    assert all(z["id"].isdigit() for z in first)
+    other = SandboxProcess(tmp_path)
+    try:
+        second = requests.post(other.url + "/_sandbox/dynatrace/problems", timeout=10,
+                               json={"title": "x", "management_zones": ["prod", "databases"]}).json()["managementZones"]
+    finally:
+        other.stop()
+    assert first == second
+
+
+class SandboxProcess(object):
+    """A second sandbox process (server.py), started and stopped by the test."""
+
+    def __init__(self, tmp_path, *args, env=None):
+        url_file = tmp_path / "sandbox.url"
+        self.process = subprocess.Popen([sys.executable, SERVER, "--port", "0", "--url-file", str(url_file)] + list(args),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, **(env or {})))
+        line = self.process.stdout.readline()
+        assert line.startswith("SANDBOX_URL="), (line, self.process.stderr.read())
+        self.url = line.strip().split("=", 1)[1]
+
+    def call(self, method, path, body=None):
+        response = requests.request(method, self.url + path, json=body, timeout=10)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.communicate(timeout=10)
+
+
+def test_ingest_selects_entities_by_tag_and_zone(sandbox, api, estate):
+    tagged = requests.post(api + "/events/ingest", headers=AUTH, timeout=10, json={
+        "eventType": "CUSTOM_INFO", "title": "restarted", "entitySelector": 'type("HOST"),mzName("databases")'})
+    assert tagged.status_code == 201 and tagged.json()["reportCount"] == 1
+    unsupported = requests.post(api + "/events/ingest", headers=AUTH, timeout=10, json={
+        "eventType": "CUSTOM_INFO", "title": "x", "entitySelector": 'type("HOST"),healthState("HEALTHY")'})
+    assert unsupported.status_code == 400
+    assert unsupported.json()["error"]["constraintViolations"][0]["parameterLocation"] == "PAYLOAD_BODY"
