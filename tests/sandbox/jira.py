@@ -13,6 +13,7 @@ Every error body is a Jira ErrorCollection ({"errorMessages": [...], "errors": {
 """
 
 import base64
+import calendar
 import copy
 import hashlib
 import json
@@ -82,7 +83,7 @@ CUSTOM_FIELDS = [
 ]
 SYSTEM_FIELDS = ["summary", "description", "issuetype", "project", "status", "priority", "labels", "components",
                  "resolution", "resolutiondate", "created", "updated", "reporter", "creator", "assignee",
-                 "attachment", "comment"]
+                 "attachment", "comment", "issuelinks"]
 SETTABLE = {"summary", "description", "priority", "labels", "components"}
 
 UNBOUNDED = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
@@ -90,8 +91,21 @@ NOT_ON_SCREEN = "Field '%s' cannot be set. It is not on the appropriate screen, 
 ADF_REQUIRED = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
 
 
+# Issue link types: Jira's defaults plus JSM's Problem/Incident (a problem "causes" its incidents).
+LINK_TYPES = [
+    {"id": "10000", "name": "Blocks", "inward": "is blocked by", "outward": "blocks"},
+    {"id": "10001", "name": "Cloners", "inward": "is cloned by", "outward": "clones"},
+    {"id": "10002", "name": "Duplicate", "inward": "is duplicated by", "outward": "duplicates"},
+    {"id": "10003", "name": "Relates", "inward": "relates to", "outward": "relates to"},
+    {"id": "10004", "name": "Problem/Incident", "inward": "is caused by", "outward": "causes"},
+]
+
+
 def seed(sandbox):
     sandbox.jira_blobs = {}
+    # (instance, attachment id) -> issue key: GET attachment/content/{id} without scanning every issue.
+    sandbox.jira_attachment_index = {}
+    sandbox.jira_search_cache = {}
     sandbox.state["jira"] = {name: seed_instance(name) for name in INSTANCES}
 
 
@@ -99,7 +113,7 @@ def seed_instance(name):
     projects = {
         "OPS": {"id": "10000", "key": "OPS", "name": "Operations", "projectTypeKey": "service_desk",
                 "issuetypes": [{"id": "10004", "name": "Incident"}, {"id": "10002", "name": "Task"},
-                               {"id": "10005", "name": "Service request"}],
+                               {"id": "10005", "name": "Service request"}, {"id": "10006", "name": "Problem"}],
                 "components": [{"id": "10100", "name": "checkout"}, {"id": "10101", "name": "payments"},
                                {"id": "10102", "name": "database"}, {"id": "10103", "name": "infrastructure"}]},
         "WEB": {"id": "10001", "key": "WEB", "name": "Web Team", "projectTypeKey": "software",
@@ -111,6 +125,8 @@ def seed_instance(name):
         "projects": projects,
         "counters": {key: 0 for key in projects},
         "issues": {},
+        "links": {},
+        "link_types": copy.deepcopy(LINK_TYPES),
         "workflow": copy.deepcopy(WORKFLOW),
         "service_desks": {"10": {"id": "10", "projectId": "10000", "projectKey": "OPS", "projectName": "Operations",
                                  "request_types": {"25": {"id": "25", "name": "Report a system problem",
@@ -453,36 +469,74 @@ def issue_out(ctx, issue, fields=("*all",), expand=()):
     everything, include, exclude = wanted_fields(fields, ("*all",))
     project = ctx.jira["projects"][issue["project"]]
     stored = issue["fields"]
-    issuetype = next(t for t in project["issuetypes"] if t["name"] == stored["issuetype"])
     comments = issue["comments"]
-    all_fields = {
-        "summary": stored["summary"],
-        "description": rich_out(ctx, stored["description"]),
-        "issuetype": {"self": "%s/issuetype/%s" % (ctx.api, issuetype["id"]), "id": issuetype["id"],
-                      "name": issuetype["name"], "subtask": False},
-        "project": {"self": "%s/project/%s" % (ctx.api, project["id"]), "id": project["id"], "key": project["key"],
-                    "name": project["name"], "projectTypeKey": project["projectTypeKey"]},
-        "status": status_out(ctx, stored["status"]),
-        "priority": priority_out(ctx, stored["priority"]) if stored["priority"] else None,
-        "labels": list(stored["labels"]),
-        "components": [component_out(ctx, project, name) for name in stored["components"]],
-        "resolution": resolution_out(ctx, stored["resolution"]),
-        "resolutiondate": stored["resolutiondate"],
-        "created": issue["created"], "updated": issue["updated"],
-        "reporter": ctx.user(), "creator": ctx.user(), "assignee": None,
-        "attachment": [attachment_out(ctx, item) for item in issue["attachments"]],
-        "comment": {"comments": [comment_out(ctx, issue, c) for c in comments], "self": "%s/issue/%s/comment" % (
+
+    def issuetype():
+        kind = next(t for t in project["issuetypes"] if t["name"] == stored["issuetype"])
+        return {"self": "%s/issuetype/%s" % (ctx.api, kind["id"]), "id": kind["id"], "name": kind["name"], "subtask": False}
+
+    # Each field is rendered only when asked for: a search over thousands of issues asks for a few.
+    producers = {
+        "summary": lambda: stored["summary"],
+        "description": lambda: rich_out(ctx, stored["description"]),
+        "issuetype": issuetype,
+        "project": lambda: {"self": "%s/project/%s" % (ctx.api, project["id"]), "id": project["id"], "key": project["key"],
+                            "name": project["name"], "projectTypeKey": project["projectTypeKey"]},
+        "status": lambda: status_out(ctx, stored["status"]),
+        "priority": lambda: priority_out(ctx, stored["priority"]) if stored["priority"] else None,
+        "labels": lambda: list(stored["labels"]),
+        "components": lambda: [component_out(ctx, project, name) for name in stored["components"]],
+        "resolution": lambda: resolution_out(ctx, stored["resolution"]),
+        "resolutiondate": lambda: stored["resolutiondate"],
+        "created": lambda: issue["created"], "updated": lambda: issue["updated"],
+        "reporter": ctx.user, "creator": ctx.user, "assignee": lambda: None,
+        "attachment": lambda: [attachment_out(ctx, item) for item in issue["attachments"]],
+        "comment": lambda: {"comments": [comment_out(ctx, issue, c) for c in comments], "self": "%s/issue/%s/comment" % (
             ctx.api, issue["id"]), "maxResults": len(comments), "total": len(comments), "startAt": 0},
+        "issuelinks": lambda: issue_links_out(ctx, issue),
     }
     for definition in CUSTOM_FIELDS:
-        all_fields[definition["id"]] = custom_out(ctx, definition, stored["custom"].get(definition["id"]), issue)
-    chosen = {k: v for k, v in all_fields.items() if (everything or k in include) and k not in exclude}
+        producers[definition["id"]] = (lambda d=definition: custom_out(ctx, d, stored["custom"].get(d["id"]), issue))
+    chosen = dict((k, produce()) for k, produce in producers.items() if (everything or k in include) and k not in exclude)
     out = {"expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
            "id": issue["id"], "self": "%s/issue/%s" % (ctx.api, issue["id"]), "key": issue["key"]}
     if chosen or include - {"id", "key"}:
         out["fields"] = chosen
     if "names" in expand:
         out["names"] = {f["id"]: f["name"] for f in field_list(ctx) if f["id"] in chosen}
+    return out
+
+
+def linked_issue_out(ctx, issue):
+    """An issue as it appears inside a link: id, key, self and a few fields."""
+    kind = next(t for t in ctx.jira["projects"][issue["project"]]["issuetypes"] if t["name"] == issue["fields"]["issuetype"])
+    return {"id": issue["id"], "key": issue["key"], "self": "%s/issue/%s" % (ctx.api, issue["id"]),
+            "fields": {"summary": issue["fields"]["summary"], "status": status_out(ctx, issue["fields"]["status"]),
+                       "priority": priority_out(ctx, issue["fields"]["priority"]) if issue["fields"]["priority"] else None,
+                       "issuetype": {"self": "%s/issuetype/%s" % (ctx.api, kind["id"]), "id": kind["id"], "name": kind["name"],
+                                     "subtask": False}}}
+
+
+def link_type_out(ctx, kind):
+    return dict(kind, self="%s/issueLinkType/%s" % (ctx.api, kind["id"]))
+
+
+def issue_links_out(ctx, issue):
+    """The issue's links as Jira shows them: on the inward issue the other one is `outwardIssue`, and the reverse
+    (a link "A blocks B" is created with inwardIssue A and outwardIssue B) [U: Jira's naming is famously inverted;
+    this follows the create example of the REST reference]."""
+    out = []
+    for link in ctx.jira["links"].values():
+        if issue["key"] not in (link["inward"], link["outward"]):
+            continue
+        kind = next(t for t in ctx.jira["link_types"] if t["id"] == link["type"])
+        item = {"id": link["id"], "self": "%s/issueLink/%s" % (ctx.api, link["id"]), "type": link_type_out(ctx, kind)}
+        other_key = link["outward"] if issue["key"] == link["inward"] else link["inward"]
+        other = ctx.jira["issues"].get(other_key)
+        if other is None:
+            continue
+        item["outwardIssue" if issue["key"] == link["inward"] else "inwardIssue"] = linked_issue_out(ctx, other)
+        out.append(item)
     return out
 
 
@@ -1076,20 +1130,28 @@ async def add_attachments(ctx, request):
         return error(400, ["No attachments were found in the request (expected multipart field 'file')."])
     out = []
     for filename, content, mime in received:
-        item = {"id": str(ctx.sandbox.next_id()), "filename": filename, "size": len(content), "mimeType": mime,
-                "sha256": hashlib.sha256(content).hexdigest(), "created": jira_time()}
-        ctx.sandbox.jira_blobs[(ctx.name, item["id"])] = content
-        issue["attachments"].append(item)
+        item = store_attachment(ctx.sandbox, ctx.name, issue, filename, content, mime)
         out.append(attachment_out(ctx, item))
     issue["updated"] = jira_time()
     return web.json_response(out)
 
 
+def store_attachment(sandbox, name, issue, filename, content, mime, created=None):
+    """Keep an attachment: metadata on the issue, bytes beside the state, indexed by id (also used by history.py)."""
+    item = {"id": str(sandbox.next_id()), "filename": filename, "size": len(content), "mimeType": mime,
+            "sha256": hashlib.sha256(content).hexdigest(), "created": jira_time(created)}
+    sandbox.jira_blobs[(name, item["id"])] = content
+    sandbox.jira_attachment_index[(name, item["id"])] = issue["key"]
+    issue["attachments"].append(item)
+    return item
+
+
 def find_attachment(ctx, ident):
-    for issue in ctx.jira["issues"].values():
-        for item in issue["attachments"]:
-            if item["id"] == ident:
-                return issue, item
+    key = ctx.sandbox.jira_attachment_index.get((ctx.name, ident))
+    issue = ctx.jira["issues"].get(key) if key else None
+    for item in (issue or {}).get("attachments", []):
+        if item["id"] == ident:
+            return issue, item
     return None, None
 
 
@@ -1108,6 +1170,78 @@ async def attachment_content(ctx, request):
                         headers={"Content-Disposition": 'attachment; filename="%s"' % item["filename"]})
 
 
+# --- issue links --------------------------------------------------------------------------------------------------
+
+def link_type(ctx, ref):
+    ref = ref if isinstance(ref, dict) else {}
+    return next((t for t in ctx.jira["link_types"] if (ref.get("name") and t["name"].lower() == str(ref["name"]).lower())
+                 or (ref.get("id") and t["id"] == str(ref["id"]))), None)
+
+
+def link_out(ctx, link):
+    kind = next(t for t in ctx.jira["link_types"] if t["id"] == link["type"])
+    return {"id": link["id"], "self": "%s/issueLink/%s" % (ctx.api, link["id"]), "type": link_type_out(ctx, kind),
+            "inwardIssue": linked_issue_out(ctx, ctx.jira["issues"][link["inward"]]),
+            "outwardIssue": linked_issue_out(ctx, ctx.jira["issues"][link["outward"]])}
+
+
+async def create_link(ctx, request):
+    """POST issueLink {type: {name|id}, inwardIssue: {key|id}, outwardIssue: {key|id}, comment?}: 201, no body.
+    A link that already exists (same type, same two issues) is not added twice [U]; an optional comment is added to the
+    outward issue [U]."""
+    body, bad = await read_json(request)
+    if bad:
+        return bad
+    body = body if isinstance(body, dict) else {}
+    kind = link_type(ctx, body.get("type"))
+    if kind is None:
+        return error(404, ["No issue link type with name '%s' found." % ((body.get("type") or {}).get("name") if isinstance(
+            body.get("type"), dict) else body.get("type"))])
+    ends = []
+    for side in ("inwardIssue", "outwardIssue"):
+        ref = body.get(side) if isinstance(body.get(side), dict) else {}
+        issue = ctx.find_issue(ref.get("key") or ref.get("id") or "")
+        if issue is None:
+            return error(404, [NO_ISSUE])
+        ends.append(issue)
+    inward, outward = ends
+    if inward["key"] == outward["key"]:
+        return error(400, ["You cannot link an issue to itself."])
+    comment = body.get("comment")
+    if comment is not None:
+        stored, problem = rich_in(ctx, comment.get("body") if isinstance(comment, dict) else None)
+        if problem:
+            return error(400, errors={"comment": "Comment body is not valid!"})
+    existing = next((link for link in ctx.jira["links"].values() if link["type"] == kind["id"]
+                     and link["inward"] == inward["key"] and link["outward"] == outward["key"]), None)
+    if existing is None:
+        existing = {"id": str(ctx.sandbox.next_id()), "type": kind["id"], "inward": inward["key"], "outward": outward["key"]}
+        ctx.jira["links"][existing["id"]] = existing
+        for issue in ends:
+            issue["updated"] = jira_time()
+    if comment is not None:
+        add_comment_record(ctx, outward, stored, internal=False)
+    return web.Response(status=201, headers={"Location": "%s/issueLink/%s" % (ctx.api, existing["id"])})
+
+
+async def get_link(ctx, request):
+    link = ctx.jira["links"].get(request.match_info["id"])
+    if link is None:
+        return error(404, ["No issue link with id '%s' exists." % request.match_info["id"]])
+    return web.json_response(link_out(ctx, link))
+
+
+async def delete_link(ctx, request):
+    link = ctx.jira["links"].pop(request.match_info["id"], None)
+    if link is None:
+        return error(404, ["No issue link with id '%s' exists." % request.match_info["id"]])
+    return web.Response(status=204)
+
+
+async def link_types(ctx, request):
+    return web.json_response({"issueLinkTypes": [link_type_out(ctx, t) for t in ctx.jira["link_types"]]})
+
+
 # --- JQL (the subset the collection and the SDK tests use) ----------------------------------------------------
 
 class JqlError(Exception):
@@ -1116,8 +1250,14 @@ class JqlError(Exception):
 
 TOKEN = re.compile(r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>!=|!~|>=|<=|=|~|>|<)|"""
                    r"""(?P<punct>[(),])|(?P<word>[^\s(),=!~<>"']+))""")
-FIELD_ALIASES = {"issuekey": "key", "type": "issuetype", "component": "components", "label": "labels"}
-JQL_FIELDS = {"project", "key", "id", "labels", "status", "statuscategory", "resolution", "priority", "issuetype",
+FIELD_ALIASES = {"issuekey": "key", "type": "issuetype", "component": "components", "label": "labels",
+                 "resolutiondate": "resolved", "createddate": "created", "updateddate": "updated"}
+DATE_FIELDS = {"created", "updated", "resolved"}
+DATE_INVALID = ("Date value '%s' for field '%s' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', "
+                "'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'.")
+PERIOD = re.compile(r"^([+-]?)\s*((?:\d+\s*[wdhm]\s*)+)$")
+PERIOD_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60}
+JQL_FIELDS = {"project", "key", "id", "labels", "status", "statuscategory", "resolution", "priority", "issuetype", "resolved",
               "components", "summary", "text", "created", "updated"}
 
 
@@ -1265,6 +1405,33 @@ class JqlParser(object):
         return ("clause", field, op, [value])
 
 
+def jql_date(value, field, now=None):
+    """Epoch seconds of a JQL date value: an absolute date (UTC, the sandbox user's time zone) or a period relative
+    to now ('-30d', '4w 2d', '-2h'); JqlError with Jira's message otherwise. Functions (startOfDay()) are refused
+    earlier, as the sandbox does not implement them."""
+    text = str(value).strip()
+    period = PERIOD.match(text)
+    if period:
+        seconds = sum(int(number) * PERIOD_UNITS[unit] for number, unit in re.findall(r"(\d+)\s*([wdhm])", period.group(2)))
+        return (time.time() if now is None else now) + (-seconds if period.group(1) == "-" else seconds)
+    for pattern in ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%Y-%m-%d"):
+        try:
+            return float(calendar.timegm(time.strptime(text, pattern)))
+        except ValueError:
+            continue
+    raise JqlError(DATE_INVALID % (value, field))
+
+
+def date_of(issue, field):
+    """An issue's created / updated / resolved time in epoch seconds (None when not resolved)."""
+    if field == "created":
+        return issue["created_ts"]
+    text = issue["updated"] if field == "updated" else issue["fields"]["resolutiondate"]
+    if not text:
+        return None
+    return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))) + int(text[20:23]) / 1000.0
+
+
 def check_values(ctx, node):
     """Jira rejects values that do not exist for fields such as project, status or key."""
     if node is None:
@@ -1280,6 +1447,10 @@ def check_values(ctx, node):
     if op in ("is", "is not"):
         return
     for value in values:
+        if field in DATE_FIELDS:
+            if op in ("~", "!~"):
+                raise JqlError("The operator '%s' is not supported by the '%s' field." % (op, field))
+            jql_date(value, field)
         if field == "project" and ctx.project(value) is None:
             raise JqlError("The value '%s' does not exist for the field 'project'." % value)
         if field == "status" and ctx.status(value) is None:
@@ -1335,6 +1506,8 @@ def matches(ctx, issue, node):
     if node[0] == "not":
         return not matches(ctx, issue, node[1])
     dummy, field, op, values = node
+    if field in DATE_FIELDS:
+        return date_matches(issue, field, op, values)
     have = issue_values(ctx, issue, field)
     wanted = [v.lower() for v in values]
     if op in ("is", "is not"):
@@ -1348,6 +1521,23 @@ def matches(ctx, issue, node):
         raise JqlError("The operator '%s' is not supported by the sandbox for the '%s' field." % (op, field))
     found = any(w in have for w in wanted)
     return found if op in ("=", "in") else not found
+
+
+def date_matches(issue, field, op, values):
+    have = date_of(issue, field)
+    if op in ("is", "is not"):
+        return (have is None) == (op == "is")
+    if have is None:
+        return op in ("!=", "not in")
+    # "=" on a date matches to the minute, as Jira compares at its resolution.
+    minute = int(have // 60)
+    wanted = [jql_date(value, field) for value in values]
+    if op in ("=", "in"):
+        return any(minute == int(w // 60) for w in wanted)
+    if op in ("!=", "not in"):
+        return all(minute != int(w // 60) for w in wanted)
+    limit = wanted[0]
+    return {">": have > limit, ">=": have >= limit, "<": have < limit, "<=": have <= limit}[op]
 
 
 def run_jql(ctx, jql):
@@ -1365,7 +1555,10 @@ def run_jql(ctx, jql):
 
 
 def sort_key(ctx, issue, field):
-    if field in ("created", "updated", "id"):
+    if field in DATE_FIELDS:
+        moment = date_of(issue, field)
+        return (moment is None, moment or 0, int(issue["id"]))
+    if field == "id":
         return int(issue["id"])
     if field == "key":
         project, number = issue["key"].rsplit("-", 1)
@@ -1379,19 +1572,44 @@ def sort_key(ctx, issue, field):
     raise JqlError("Not able to sort using field '%s'." % field)
 
 
-def encode_token(jql, offset):
-    raw = json.dumps({"o": offset, "q": hashlib.sha1(jql.encode()).hexdigest()[:10]}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_token(jql, offset, cursor=None):
+    data = {"o": offset, "q": hashlib.sha1(jql.encode()).hexdigest()[:10]}
+    if cursor is not None:
+        data["c"] = cursor
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-def decode_token(token, jql):
+def decode_token(token, jql, with_cursor=False):
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
         if data["q"] != hashlib.sha1(jql.encode()).hexdigest()[:10]:
             raise ValueError("token for another query")
-        return int(data["o"])
+        offset = int(data["o"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return (None, None) if with_cursor else None
+    return (offset, data.get("c")) if with_cursor else offset
+
+
+SEARCH_CURSORS = 32
+
+
+def cursor_issues(ctx, jql, cursor):
+    """The issues a paginated query found on its first page, still existing, in that order (the enhanced search's
+    token is a cursor over one result set); None when the cursor is gone (then the query runs again)."""
+    keys = ctx.sandbox.jira_search_cache.get((ctx.name, cursor))
+    if keys is None:
         return None
+    issues = ctx.jira["issues"]
+    return [issues[key] for key in keys if key in issues]
+
+
+def remember_cursor(ctx, found):
+    cache = ctx.sandbox.jira_search_cache
+    cursor = str(ctx.sandbox.next_id())
+    cache[(ctx.name, cursor)] = [issue["key"] for issue in found]
+    while len(cache) > SEARCH_CURSORS:
+        del cache[next(iter(cache))]
+    return cursor
 
 
 async def search_params(request):
@@ -1424,10 +1642,18 @@ async def search_jql(ctx, request):
     if bad:
         return bad
     jql = first(params, "jql", "")
-    try:
-        found = run_jql(ctx, jql)
-    except JqlError as exc:
-        return error(400, [str(exc)])
+    offset, cursor, found = 0, None, None
+    token = first(params, "nextPageToken")
+    if token:
+        offset, cursor = decode_token(token, jql, with_cursor=True)
+        if offset is None:
+            return error(400, ["Invalid format of nextPageToken"])
+        found = cursor_issues(ctx, jql, cursor) if cursor else None
+    if found is None:
+        try:
+            found = run_jql(ctx, jql)
+        except JqlError as exc:
+            return error(400, [str(exc)])
     fields = params.get("fields") or ["id"]
     everything, include, dummy = wanted_fields(fields, ("id",))
     light = not everything and include <= {"id", "key"}
@@ -1436,17 +1662,13 @@ async def search_jql(ctx, request):
     except ValueError:
         return error(400, ["maxResults must be a number."])
     size = max(1, min(size, 5000 if light else ctx.jira["config"]["max_results"]))
-    offset = 0
-    token = first(params, "nextPageToken")
-    if token:
-        offset = decode_token(token, jql)
-        if offset is None:
-            return error(400, ["Invalid format of nextPageToken"])
     window = found[offset:offset + size]
     expand = (first(params, "expand", "") or "").split(",")
     body = {"issues": [issue_out(ctx, i, fields, expand) for i in window]}
     if offset + size < len(found):
-        body["nextPageToken"] = encode_token(jql, offset + size)
+        if cursor is None:
+            cursor = remember_cursor(ctx, found)
+        body["nextPageToken"] = encode_token(jql, offset + size, cursor)
         body["isLast"] = False
     else:
         body["isLast"] = True
@@ -1551,6 +1773,16 @@ async def jsm_get(ctx, request):
     return web.json_response(customer_request_out(ctx, issue))
 
 
+def query_boolean(query, name, default=True):
+    """A boolean query parameter as Jira's REST layer (JAX-RS on Jersey) reads it: the String -> Boolean conversion is
+    java.lang.Boolean.valueOf, so 'true' in any case is true and every other value ('False', 'FALSE', 'no', '0', an
+    empty value) is false; an absent parameter takes the documented default (true for JSM's public / internal).
+    [U] the JAX-RS conversion rule is the specification's; Atlassian does not document invalid values."""
+    if name not in query:
+        return default
+    return query.get(name, "").lower() == "true"
+
+
 def jsm_comment_out(ctx, issue, comment):
     created = comment["created_ts"]
     return {"id": comment["id"], "body": rich_text(comment["body"]), "public": not comment["internal"],
@@ -1569,9 +1801,9 @@ async def jsm_comment(ctx, request):
         except ValueError:
             return jsm_error(400, "start and limit must be numbers.")
         comments = issue["comments"]
-        if request.query.get("public", "true") == "false":
+        if not query_boolean(request.query, "public"):
             comments = [c for c in comments if c["internal"]]
-        if request.query.get("internal", "true") == "false":
+        if not query_boolean(request.query, "internal"):
             comments = [c for c in comments if not c["internal"]]
         window = comments[start:start + limit]
         return web.json_response({"size": len(window), "start": start, "limit": limit,
@@ -1694,6 +1926,8 @@ def setup(sandbox, app):
             ("POST", "/issue/{key}/attachments", add_attachments), ("GET", "/attachment/{id}", get_attachment),
             ("GET", "/attachment/content/{id}", attachment_content),
             ("GET", "/search", search_legacy), ("POST", "/search", search_legacy),
+            ("POST", "/issueLink", create_link), ("GET", "/issueLink/{id}", get_link),
+            ("DELETE", "/issueLink/{id}", delete_link), ("GET", "/issueLinkType", link_types),
         ]
         if name == "cloud":
             routes += [("GET", "/search/jql", search_jql), ("POST", "/search/jql", search_jql)]
