@@ -29,6 +29,26 @@ KEPTN_TOKEN = "keptn-sandbox-api-token-0001"
 KEPTN_PREFIX = "/keptn"                  # gateway: /keptn/api/v1/..., /keptn/api/controlPlane/..., ...
 
 
+# ServiceNow: Basic user:password (itil), a user without roles, and an OAuth application registry entry.
+SERVICENOW_USER = "selfheal.integration"
+SERVICENOW_PASSWORD = "sn-sandbox-password-0001"
+SERVICENOW_NOROLE_USER = "no.role"
+SERVICENOW_NOROLE_PASSWORD = "sn-sandbox-norole-0001"
+SERVICENOW_ACCOUNTS = {SERVICENOW_USER: SERVICENOW_PASSWORD, SERVICENOW_NOROLE_USER: SERVICENOW_NOROLE_PASSWORD}
+SERVICENOW_CLIENT_ID = "5c2e8f0a9b7d4e1f8a6b3c2d1e0f9a8b"
+SERVICENOW_CLIENT_SECRET = "sn-sandbox-oauth-client-secret-0001"
+SERVICENOW_PREFIX = "/servicenow"        # instance URL = base + prefix; /api/now/..., /oauth_token.do
+
+# Microsoft Graph / Teams: one tenant, one app registration (also the Azure Bot), a delegated user token.
+MSGRAPH_TENANT_ID = "5f1c0b1e-7d3a-4c2b-9e8f-0a1b2c3d4e5f"
+MSGRAPH_CLIENT_ID = "9d2a7c1e-3b4f-4a5d-8c6e-7f8091a2b3c4"
+MSGRAPH_CLIENT_SECRET = "Sbx8Q~SandboxGraphClientSecret.0001"
+MSGRAPH_DELEGATED_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.SandboxDelegatedToken0001"
+MSGRAPH_LOGIN_PREFIX = "/msidentity"     # token endpoint: base + prefix + /{tenant}/oauth2/v2.0/token
+MSGRAPH_PREFIX = "/msgraph"              # Graph: base + prefix + /v1.0/...
+MSGRAPH_BOT_PREFIX = "/botframework"     # Bot Framework connector (serviceUrl): base + prefix + /v3/conversations
+
+
 def environment(base_url):
     """Environment variables that point every module's env fallbacks at a sandbox running at base_url."""
     return {
@@ -48,7 +68,18 @@ def environment(base_url):
         "PAGERDUTY_ROUTING_KEY": PAGERDUTY_ROUTING_KEY,
         "KEPTN_URL": base_url + KEPTN_PREFIX,
         "KEPTN_API_TOKEN": KEPTN_TOKEN,
+        "SERVICENOW_URL": base_url + SERVICENOW_PREFIX,
+        "SERVICENOW_USER": SERVICENOW_USER,
+        "SERVICENOW_PASSWORD": SERVICENOW_PASSWORD,
+        "MSGRAPH_TENANT_ID": MSGRAPH_TENANT_ID,
+        "MSGRAPH_CLIENT_ID": MSGRAPH_CLIENT_ID,
+        "MSGRAPH_CLIENT_SECRET": MSGRAPH_CLIENT_SECRET,
+        "MSGRAPH_URL": base_url + MSGRAPH_PREFIX + "/v1.0",
+        "MSGRAPH_LOGIN_URL": base_url + MSGRAPH_LOGIN_PREFIX,
+        "MSGRAPH_BOT_URL": base_url + MSGRAPH_BOT_PREFIX,
     }
 
 
 SECRETS = (DYNATRACE_TOKEN, JIRA_TOKEN, JIRA_PAT, SLACK_TOKEN, XMATTERS_PASSWORD, PAGERDUTY_ROUTING_KEY, KEPTN_TOKEN)
+SECRETS += (SERVICENOW_PASSWORD, SERVICENOW_NOROLE_PASSWORD, SERVICENOW_CLIENT_SECRET, MSGRAPH_CLIENT_SECRET,
+            MSGRAPH_DELEGATED_TOKEN)
