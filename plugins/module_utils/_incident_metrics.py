@@ -356,7 +356,7 @@ def apply_ticket(incident, issue, browse_url=None):
             incident["hosts"].append(host)
     incident["ticket"] = {"key": issue.get("key"), "url": browse_url, "status": (fields.get("status") or {}).get("name"),
                           "created": parse_time(fields.get("created")), "resolved": parse_time(fields.get("resolutiondate"))}
-    if incident["times"].get("resolved") is None and incident["ticket"]["resolved"] is not None and not incident["escalated"]:
+    if incident["times"].get("resolved") is None and incident["ticket"]["resolved"] is not None:
         incident["times"]["resolved"] = incident["ticket"]["resolved"]
     _add_source(incident, "jira")
     return finish(incident)

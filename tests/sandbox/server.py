@@ -21,7 +21,7 @@ if HERE not in sys.path:
 
 import core  # noqa: E402
 
-SERVICE_MODULES = ("dynatrace", "jira", "slack", "oncall", "keptn", "ui", "servicenow", "msgraph")
+SERVICE_MODULES = ("dynatrace", "jira", "slack", "oncall", "keptn", "ui", "servicenow", "msgraph", "history")
 
 
 def load_services():
