@@ -19,6 +19,8 @@ MARKER_PATTERN = re.compile(r"selfheal:([A-Za-z0-9._-]+)")
 MAX_FILES_PER_REQUEST = 60
 MAX_SEARCH_PAGES = 50
 MAX_COMMENT_PAGES = 100
+# iter_search: pages of at most 100 issues (Cloud's cap when fields other than id/key are asked for).
+SEARCH_PAGE_SIZE = 100
 
 
 def client_from_params(params, log=None):
@@ -620,6 +622,59 @@ class JiraService(object):
                 return issues[:limit]
         return issues[:limit]
 
+    def iter_search(self, jql, fields=("key",), max_issues=100000, page_size=SEARCH_PAGE_SIZE):
+        """Every issue the (bounded) JQL selects, page by page, in both pagination styles, as a generator: thousands
+        of issues are never all in memory at once. Stops after max_issues (a bound, so a run away query ends)."""
+        pages = max(1, -(-int(max_issues) // int(page_size)) + 1)
+        for dummy in range(2):
+            try:
+                if self.deployment == "dc":
+                    source = self._pages_legacy(jql, fields, page_size, pages)
+                else:
+                    source = self._pages_jql(jql, fields, page_size, pages)
+                first = next(source, None)
+                break
+            except NotFound:
+                if self.deployment == "dc":
+                    raise
+                self.deployment = "dc"
+            except UnexpectedResponse as error:
+                if error.status != 410 or self.deployment != "dc":
+                    raise
+                self.deployment = "cloud"
+        else:
+            raise UnexpectedResponse("Jira search is not available at %s" % self.client.base_url)
+        count = 0
+        page = first
+        while page is not None:
+            for issue in page:
+                if count >= max_issues:
+                    return
+                count += 1
+                yield issue
+            page = next(source, None)
+
+    def _pages_jql(self, jql, fields, page_size, pages):
+        params = {"jql": jql, "fields": ",".join(fields), "maxResults": str(page_size)}
+        for dummy in range(pages):
+            page = self.client.get(self.api("/search/jql"), params=params).json or {}
+            yield page.get("issues") or []
+            token = page.get("nextPageToken")
+            if page.get("isLast", not token) or not token:
+                return
+            params = dict(params, nextPageToken=token)
+
+    def _pages_legacy(self, jql, fields, page_size, pages):
+        start = 0
+        for dummy in range(pages):
+            page = self.client.get(self.api("/search"), params={
+                "jql": jql, "startAt": str(start), "maxResults": str(page_size), "fields": ",".join(fields)}).json or {}
+            batch = page.get("issues") or []
+            yield batch
+            start += len(batch)
+            if not batch or start >= int(page.get("total", 0)):
+                return
+
     def find_by_label(self, label, project=None):
         """Issues carrying the label (in the project, when given), oldest first."""
         clauses = ["labels = %s" % jql_quote(label)]
@@ -672,11 +727,51 @@ class JiraService(object):
                                           headers={"X-Atlassian-Token": "no-check"}).json or [])
         return added
 
+    def attachment_content(self, attachment_id):
+        """The bytes of an attachment (GET .../attachment/content/{id}; Jira Cloud may redirect to its media store,
+        which the transport follows)."""
+        return self.client.get(self.api("/attachment/content/%s" % attachment_id), headers={"Accept": "*/*"}).content
+
+    # Issue links ---------------------------------------------------------------------------------------------
+    def link_types(self):
+        return (self.client.get(self.api("/issueLinkType")).json or {}).get("issueLinkTypes") or []
+
+    def link_type(self, name):
+        """The link type by name (case-insensitive), or InvalidInput naming the ones that exist."""
+        types = self.link_types()
+        found = next((t for t in types if (t.get("name") or "").lower() == str(name).lower()), None)
+        if found is None:
+            raise InvalidInput("Jira has no issue link type '%s'; it has: %s" % (name, ", ".join(t.get("name") or "" for t in types)))
+        return found
+
+    def link(self, type_name, inward_key, outward_key):
+        """Link two issues: '<inward_key> <outward verb> <outward_key>' (for Problem/Incident: the problem 'causes'
+        the incident). 201 without a body."""
+        self.client.post(self.api("/issueLink"), json_body={
+            "type": {"name": type_name}, "inwardIssue": {"key": inward_key}, "outwardIssue": {"key": outward_key}},
+            expected=(200, 201))
+
+    def unlink(self, link_id):
+        self.client.delete(self.api("/issueLink/%s" % link_id), expected=(204,))
+
     # Jira Service Management ---------------------------------------------------------------------------------
     def create_request(self, service_desk_id, request_type_id, values):
         body = {"serviceDeskId": str(service_desk_id), "requestTypeId": str(request_type_id),
                 "requestFieldValues": values}
         return self.client.post("/rest/servicedeskapi/request", json_body=body, expected=(201,)).json
+
+
+def issue_links(issue):
+    """An issue's links as [{id, type, direction, key}] where direction is 'outward' when this issue is the link's
+    inward end (it <outward verb> key, e.g. a problem 'causes' key) and 'inward' otherwise."""
+    links = []
+    for link in (issue.get("fields") or {}).get("issuelinks") or []:
+        kind = (link.get("type") or {}).get("name")
+        if link.get("outwardIssue"):
+            links.append({"id": link.get("id"), "type": kind, "direction": "outward", "key": link["outwardIssue"].get("key")})
+        elif link.get("inwardIssue"):
+            links.append({"id": link.get("id"), "type": kind, "direction": "inward", "key": link["inwardIssue"].get("key")})
+    return links
 
 
 def resolve_custom_fields(custom_fields, field_list, api_version):
