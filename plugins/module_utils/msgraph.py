@@ -365,6 +365,9 @@ class GraphService(object):
         """channel: archive (v1.0). Asynchronous: 202 Accepted; the channel shows isArchived once it is done."""
         self.call("POST", "/teams/%s/channels/%s/archive" % (team_id, channel_id), json_body={})
 
+    def unarchive_channel(self, team_id, channel_id):
+        self.call("POST", "/teams/%s/channels/%s/unarchive" % (team_id, channel_id), json_body={})
+
     # members -------------------------------------------------------------------------------------------------
     def members(self, team_id, channel_id=None):
         """Members (conversationMember objects) of the team, or of a private channel."""
