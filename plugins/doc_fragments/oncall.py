@@ -26,6 +26,8 @@ options:
   xmatters_trigger_url:
     description:
       - URL of the inbound integration (HTTP trigger) that creates events in the xMatters workflow.
+      - It can carry the integration's credential (V(?apiKey=...)), so it is treated as a secret - it never appears
+        in results, warnings or errors (nor in C(-vvv) output).
       - If not set, the value of the E(XMATTERS_TRIGGER_URL) environment variable is used.
     type: str
   pagerduty_url:

@@ -42,7 +42,8 @@ ONCALL = dict(
     xmatters_url=dict(type="str", fallback=(env_fallback, ["XMATTERS_URL"])),
     xmatters_user=dict(type="str", fallback=(env_fallback, ["XMATTERS_USER"])),
     xmatters_password=dict(type="str", no_log=True, fallback=(env_fallback, ["XMATTERS_PASSWORD"])),
-    xmatters_trigger_url=dict(type="str", fallback=(env_fallback, ["XMATTERS_TRIGGER_URL"])),
+    # The inbound integration's URL can carry its credential (?apiKey=...): treated as a secret.
+    xmatters_trigger_url=dict(type="str", no_log=True, fallback=(env_fallback, ["XMATTERS_TRIGGER_URL"])),
     pagerduty_url=dict(type="str", default="https://events.pagerduty.com",
                        fallback=(env_fallback, ["PAGERDUTY_EVENTS_URL"])),
     routing_key=dict(type="str", no_log=True, fallback=(env_fallback, ["PAGERDUTY_ROUTING_KEY"])),

@@ -13,11 +13,12 @@ import datetime
 import json
 import time
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _http, _options
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
     InvalidInput,
+    NotFound,
     UnexpectedResponse,
 )
 
@@ -29,6 +30,7 @@ SEVERITY_TO_PRIORITY = {"critical": "HIGH", "error": "HIGH", "warning": "MEDIUM"
 PD_SEVERITIES = ("critical", "error", "warning", "info")
 PD_SUMMARY_MAX = 1024
 PD_DEDUP_MAX = 255
+URL_KEY_NAMES = ("apikey", "key", "token", "accesstoken")
 
 
 def utc_now_iso():
@@ -232,6 +234,45 @@ class XMatters(object):
         items = self._collect(XM_API + "/on-call", {"groups": ",".join(groups), "embed": "members.owner"})
         return parse_on_call(items)
 
+    def on_call_checked(self, groups):
+        """on_call(groups), failing with InvalidInput that names every group xMatters does not know.
+
+        The on-call read answers 404 for an unknown group (one request for all of them); only then is each group
+        read alone, to name the unknown ones. A group missing from a successful answer is unknown as well.
+        """
+        try:
+            items = self._collect(XM_API + "/on-call", {"groups": ",".join(groups), "embed": "members.owner"}) if groups else []
+        except NotFound:
+            unknown = [name for name in groups if not self._group_known(name)]
+            if not unknown:
+                raise
+            raise InvalidInput("unknown xMatters group(s): %s; nothing was sent" % ", ".join(unknown))
+        seen = set()
+        for item in items:
+            group = item.get("group") or {}
+            seen.update((group.get("targetName"), group.get("id")))
+        unknown = [name for name in groups if name not in seen]
+        if unknown:
+            raise InvalidInput("unknown xMatters group(s): %s; nothing was sent" % ", ".join(unknown))
+        return parse_on_call(items)
+
+    def _group_known(self, name):
+        try:
+            self.client.get(XM_API + "/on-call", params={"groups": name})
+        except NotFound:
+            return False
+        return True
+
+    def unknown_people(self, people):
+        """The target names among people that xMatters does not know (GET /people/{id or targetName}: 404)."""
+        unknown = []
+        for name in people:
+            try:
+                self.client.get("%s/people/%s" % (XM_API, quote(name, safe="")))
+            except NotFound:
+                unknown.append(name)
+        return unknown
+
     def deliveries(self, event_uuid):
         items = self._collect("%s/events/%s/user-deliveries" % (XM_API, event_uuid),
                               {"at": utc_now_iso(), "limit": 100})
@@ -298,6 +339,20 @@ class PagerDuty(object):
 
 # --- construction --------------------------------------------------------------------------------
 
+def trigger_url_secrets(url):
+    """The credentials a trigger URL can carry, as typed and decoded: the value of every key-like query parameter
+    (apiKey and the like) and the password of user:password@host. The transport masks them wherever they show."""
+    parts = urlsplit(url)
+    found = []
+    for pair in filter(None, parts.query.split("&")):
+        name, dummy, value = pair.partition("=")
+        if value and unquote(name).lower().replace("-", "").replace("_", "") in URL_KEY_NAMES:
+            found.extend((value, unquote(value)))
+    if parts.password:
+        found.extend((parts.password, unquote(parts.password)))
+    return list(dict.fromkeys(found))
+
+
 def client_from_params(params, log=None, sleep=time.sleep):
     """The service object for params['provider'], validated connection options included."""
     kwargs = _options.client_kwargs(params, log=log)
@@ -308,10 +363,11 @@ def client_from_params(params, log=None, sleep=time.sleep):
         if missing:
             raise InvalidInput("provider=xmatters needs %s (or their environment variables)" % ", ".join(missing))
         trigger_url = params["xmatters_trigger_url"]
-        url_secrets = [value for name, value in parse_qsl(urlsplit(trigger_url).query) if name.lower() == "apikey"]
+        if urlsplit(trigger_url).scheme not in ("http", "https") or not urlsplit(trigger_url).netloc:
+            raise InvalidInput("xmatters_trigger_url must be an http:// or https:// URL (value not shown: it is a secret)")
         client = _http.Client(params["xmatters_url"], service="xMatters",
                               auth=_http.basic_auth(params["xmatters_user"], params["xmatters_password"]),
-                              retry=retry, extra_secrets=url_secrets, sleep=sleep, **kwargs)
+                              retry=retry, extra_secrets=trigger_url_secrets(trigger_url), sleep=sleep, **kwargs)
         return XMatters(client, trigger_url, sleep=sleep)
     if not params.get("routing_key"):
         raise InvalidInput("provider=pagerduty needs routing_key (or PAGERDUTY_ROUTING_KEY)")

@@ -159,6 +159,14 @@ options:
         description: What xMatters does when the option is chosen.
         type: str
         choices: [record_response, assign_to_user, stop_notifying_user, stop_notifying_target, escalate, end]
+  approve_response:
+    description:
+      - xMatters only. The response option that approves an action (for example V(Approve) or V(Restart)).
+      - Checked at the start, before anything is sent - the module fails when it is not the text of one of
+        O(response_options), since no responder could then approve. With no O(response_options) the xMatters
+        form's own options apply and the module only warns.
+      - With O(wait_for_response=true), RV(approved) says whether the responder picked it.
+    type: str
   comment:
     description:
       - xMatters only. A comment added once as an event annotation, prefixed with C([selfheal.devops]); a re-run
@@ -177,7 +185,7 @@ options:
     default: 300
   poll_interval:
     description:
-      - Seconds between two reads while waiting for the event to appear or for a response.
+      - Seconds between two reads while waiting for the event to appear or for a response (at least 0.2).
     type: float
     default: 5
   fail_on_no_response:
@@ -192,7 +200,13 @@ options:
     type: float
     default: 30
 notes:
-  - The routing key and the xMatters password never appear in results, warnings or errors.
+  - The routing key, the xMatters password and the trigger URL (which can carry an C(apiKey)) never appear in
+    results, warnings or errors.
+  - "Inputs are checked before anything is sent: timings, empty names, response options (and O(approve_response)),
+    and, for xMatters, that every group in O(groups) exists (the on-call read) and, before a new page, every person
+    in O(people) (C(GET /people/{targetName})). An unknown group or person fails naming it, with nothing sent."
+  - When a run fails after it wrote something (a page sent but its event never appeared, an annotation, a terminated
+    event), the failure says C(changed=true) and lists it in RV(written).
   - PagerDuty C(trigger), C(acknowledge) and C(resolve) are sent as idempotent requests (their C(dedup_key) makes a
     repeat harmless), so they are retried after a reset connection or read timeout as well as after 429/5xx.
 seealso:
@@ -325,10 +339,21 @@ elapsed:
   returned: success
   type: float
   sample: 1.27
+approved:
+  description: Whether the responder picked O(approve_response).
+  returned: O(approve_response) is set and the module waited for a response
+  type: bool
+  sample: true
 would_send:
   description: The request this run would send (xMatters trigger body, or PagerDuty event without the routing key).
   returned: check mode, when something would be sent
   type: dict
+written:
+  description: What this run had written when it failed (the failure then says C(changed=true)).
+  returned: on failure after a write
+  type: list
+  elements: str
+  sample: ["triggered an xMatters event (requestId 0b6d7e2a-6d1a-4c56-9d7e-1b1f0d1f6a01)"]
 """
 
 import time
@@ -339,17 +364,49 @@ from ansible_collections.selfheal.devops.plugins.module_utils import _options, o
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError
 
 PD_ACTIONS = {"triggered": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}
+MIN_POLL_INTERVAL = 0.2
 
 
 class NoResponse(SelfHealError):
-    """Nobody answered the page in time and the caller asked to fail then; carries what was done."""
+    """Nobody answered the page in time and the caller asked to fail then."""
 
     kind = "no_response"
 
-    def __init__(self, message, changed, result):
-        super(NoResponse, self).__init__(message)
-        self.changed = changed
-        self.result = result
+
+def validate(params):
+    """Refuse, before any request, what cannot work; nothing has been sent when this raises."""
+    for name in ("response_timeout", "event_timeout"):
+        if params[name] <= 0:
+            raise InvalidInput("%s must be greater than 0 (got %s)" % (name, params[name]))
+    if params["poll_interval"] < MIN_POLL_INTERVAL:
+        raise InvalidInput("poll_interval must be at least %.1f seconds (got %s)" % (MIN_POLL_INTERVAL, params["poll_interval"]))
+    if not params["incident_key"].strip():
+        raise InvalidInput("incident_key must not be empty")
+    for name in ("groups", "people"):
+        if any(not item.strip() for item in params[name]):
+            raise InvalidInput("%s: a name must not be empty" % name)
+    texts = [option["text"] for option in params["response_options"] or []]
+    if any(not text.strip() for text in texts):
+        raise InvalidInput("response_options: the text of an option must not be empty")
+    repeated = sorted(set(text for text in texts if texts.count(text) > 1))
+    if repeated:
+        raise InvalidInput("response_options: %s offered more than once" % ", ".join(repeated))
+    approve = params["approve_response"]
+    if approve is not None and texts and approve not in texts:
+        raise InvalidInput("approve_response %r is not one of the response_options (%s): no answer could approve; "
+                           "nothing was sent" % (approve, ", ".join(texts)))
+
+
+def failure(error, result, params):
+    """fail_json arguments: the error, what the run learnt and, when it wrote something, changed=true and what."""
+    written = result.get("written") or []
+    kwargs = dict((k, v) for k, v in result.items() if k != "written")
+    kwargs.update(error.to_fail_kwargs())
+    kwargs.update(provider=params["provider"], incident_key=params["incident_key"], changed=bool(written))
+    if written:
+        kwargs["written"] = written
+        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(written))
+    return kwargs
 
 
 # --- xMatters -------------------------------------------------------------------------------------
@@ -364,33 +421,62 @@ def _trigger_body(params):
         response_options=options)
 
 
-def _annotate_once(service, event, comment, check_mode):
+def _annotate_once(service, event, comment, check_mode, result):
     """Add the marked comment unless the event already carries it; returns whether it was (or would be) added."""
     text = oncall.marked(comment)
     if any(note.get("comment") == text for note in service.annotations(event["id"])):
         return False
     if not check_mode:
         service.annotate(event["id"], text)
+        result["written"].append("annotated xMatters event %s" % event.get("eventId"))
     return True
 
 
-def xmatters_triggered(module, service):
+def _page(module, service, result, body):
+    """Send the trigger (after checking that every person exists) and wait for the event xMatters creates."""
+    params = module.params
+    unknown = service.unknown_people(params["people"])
+    if unknown:
+        raise InvalidInput("unknown xMatters people: %s; nothing was sent" % ", ".join(unknown))
+    if module.check_mode:
+        result["would_send"] = body
+        return None
+    result["request_id"] = service.trigger(body)
+    result["written"].append("triggered an xMatters event (requestId %s)" % result["request_id"])
+    return service.wait_for_request(result["request_id"], params["event_timeout"], params["poll_interval"])
+
+
+def _wait_for_answer(module, service, event, result):
+    params = module.params
+    answer, deliveries = service.wait_for_response(event["id"], params["response_timeout"], params["poll_interval"])
+    result["notified"] = deliveries
+    result["response"] = answer["response"] if answer is not None else "no_response"
+    if answer is not None:
+        result["responder"] = answer["recipient"]
+    if params["approve_response"] is not None:
+        result["approved"] = result["response"] == params["approve_response"]
+    if answer is None and params["fail_on_no_response"]:
+        raise NoResponse("Nobody responded to xMatters event %s (incident %s) within %.0f s"
+                         % (event.get("eventId"), params["incident_key"], params["response_timeout"]))
+
+
+def xmatters_triggered(module, service, result):
     params = module.params
     if not params["summary"]:
         raise InvalidInput("summary is required to trigger an xMatters event")
+    if params["approve_response"] is not None and not params["response_options"]:
+        module.warn("response_options is empty, so the xMatters form's own options apply: make sure one of them is %r"
+                    % params["approve_response"])
     key = params["incident_key"]
-    result = {"event": None}
+    result["event"] = None
     active = service.find_open_events(params["key_property"], key)
-    changed = False
     event = active[0] if active else None
     body = _trigger_body(params)
+    # Read before any write: an unknown group (or, before a page, person) fails here with nothing sent.
+    result["on_call"] = service.on_call_checked(params["groups"])
+    changed = event is None
     if event is None:
-        changed = True
-        if module.check_mode:
-            result["would_send"] = body
-        else:
-            result["request_id"] = service.trigger(body)
-            event = service.wait_for_request(result["request_id"], params["event_timeout"], params["poll_interval"])
+        event = _page(module, service, result, body)
     diff = {"before": {}, "after": {}}
     if event is not None:
         result["event"] = oncall.event_summary(event, params["key_property"])
@@ -403,35 +489,24 @@ def xmatters_triggered(module, service):
                          "recipients": [r["id"] for r in body.get("recipients", [])]}
     if params["comment"] is not None:
         # No event yet only happens in check mode before a trigger: the new event would get the comment.
-        added = True if event is None else _annotate_once(service, event, params["comment"], module.check_mode)
+        added = True if event is None else _annotate_once(service, event, params["comment"], module.check_mode, result)
         result["annotation_added"] = added
         if added:
             changed = True
             diff["after"]["annotation"] = oncall.marked(params["comment"])
-    result["on_call"] = service.on_call(params["groups"])
     if event is not None:
         if params["wait_for_response"] and not module.check_mode:
-            answer, deliveries = service.wait_for_response(event["id"], params["response_timeout"],
-                                                           params["poll_interval"])
-            result["notified"] = deliveries
-            if answer is None:
-                result["response"] = "no_response"
-                if params["fail_on_no_response"]:
-                    raise NoResponse("Nobody responded to xMatters event %s (incident %s) within %.0f s"
-                                     % (event.get("eventId"), key, params["response_timeout"]), changed, result)
-            else:
-                result["response"] = answer["response"]
-                result["responder"] = answer["recipient"]
+            _wait_for_answer(module, service, event, result)
         else:
             result["notified"] = service.deliveries(event["id"])
-    return changed, result, diff
+    return changed, diff
 
 
-def xmatters_resolved(module, service):
+def xmatters_resolved(module, service, result):
     params = module.params
     key = params["incident_key"]
     active = service.find_open_events(params["key_property"], key)
-    result = {"event": None}
+    result["event"] = None
     changed = False
     diff = {"before": {}, "after": {}}
     target = active[0] if active else None
@@ -439,7 +514,7 @@ def xmatters_resolved(module, service):
         latest = service.find_events(params["key_property"], key)
         target = latest[0] if latest else None
     if params["comment"] is not None:
-        added = target is not None and _annotate_once(service, target, params["comment"], module.check_mode)
+        added = target is not None and _annotate_once(service, target, params["comment"], module.check_mode, result)
         result["annotation_added"] = bool(added)
         changed = changed or result["annotation_added"]
     if active:
@@ -451,20 +526,23 @@ def xmatters_resolved(module, service):
             if module.check_mode:
                 event = dict(event, status="TERMINATED")
             else:
-                event = service.set_status(event["id"], "TERMINATED") or dict(event, status="TERMINATED")
+                updated = service.set_status(event["id"], "TERMINATED")
+                result["written"].append("terminated xMatters event %s" % event.get("eventId"))
+                event = updated or dict(event, status="TERMINATED")
             if result["event"] is None:
                 result["event"] = oncall.event_summary(event, params["key_property"])
     elif target is not None:
         result["event"] = oncall.event_summary(target, params["key_property"])
-    return changed, result, diff
+    return changed, diff
 
 
 # --- PagerDuty ------------------------------------------------------------------------------------
 
-def pagerduty_run(module, service):
+def pagerduty_run(module, service, result):
     params = module.params
-    if params["comment"] is not None:
-        module.warn("comment is ignored for PagerDuty: the Events API v2 has no comments")
+    for name in ("comment", "approve_response"):
+        if params[name] is not None:
+            module.warn("%s is ignored for PagerDuty: the Events API v2 has no comments or responses" % name)
     if params["wait_for_response"]:
         module.warn("wait_for_response is ignored for PagerDuty: the Events API v2 cannot be read back")
     action = PD_ACTIONS[params["state"]]
@@ -474,7 +552,7 @@ def pagerduty_run(module, service):
         custom_details=params["custom_details"], links=params["links"])
     if action == "trigger" and params["summary"] and len(params["summary"]) > oncall.PD_SUMMARY_MAX:
         module.warn("summary cut to %d characters (PagerDuty's limit)" % oncall.PD_SUMMARY_MAX)
-    result = {"dedup_key": params["incident_key"], "event_action": action}
+    result.update(dedup_key=params["incident_key"], event_action=action)
     if module.check_mode:
         result["would_send"] = body
     else:
@@ -482,20 +560,20 @@ def pagerduty_run(module, service):
         result["dedup_key"] = result["api_response"]["dedup_key"]
     diff = {"before": {}, "after": body, "before_header": "PagerDuty (no read-back)",
             "after_header": "event sent to PagerDuty"}
-    return True, result, diff
+    return True, diff
 
 
-def run(module, service):
-    """Dispatch on provider and state; returns (changed, result, diff)."""
+def run(module, service, result):
+    """Dispatch on provider and state; fills result (result["written"] lists every write done); returns (changed, diff)."""
     params = module.params
     if params["provider"] == "pagerduty":
-        return pagerduty_run(module, service)
+        return pagerduty_run(module, service, result)
     if params["state"] == "acknowledged":
         raise InvalidInput("xMatters events have no acknowledge: responders answer with a response option "
                            "(use state=triggered with wait_for_response) and state=resolved terminates the event")
     if params["state"] == "resolved":
-        return xmatters_resolved(module, service)
-    return xmatters_triggered(module, service)
+        return xmatters_resolved(module, service, result)
+    return xmatters_triggered(module, service, result)
 
 
 def argument_spec():
@@ -522,6 +600,7 @@ def argument_spec():
         properties=dict(type="dict", default={}),
         key_property=dict(type="str", default="selfheal_incident_key", no_log=False),
         response_options=dict(type="list", elements="dict", options=option),
+        approve_response=dict(type="str"),
         comment=dict(type="str"),
         wait_for_response=dict(type="bool", default=False),
         response_timeout=dict(type="float", default=300.0),
@@ -538,20 +617,15 @@ def main():
                                                                   "xmatters_trigger_url"])])
     _options.require_requests(module)
     params = module.params
-    for name in ("response_timeout", "poll_interval", "event_timeout"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be greater than 0" % name)
     started = time.time()
+    result = {"written": []}
     try:
+        validate(params)
         service = oncall.client_from_params(params, log=module.warn)
-        changed, result, diff = run(module, service)
-    except NoResponse as error:
-        failure = dict(error.result, changed=error.changed, provider=params["provider"],
-                       incident_key=params["incident_key"])
-        failure.update(error.to_fail_kwargs())
-        module.fail_json(**failure)
+        changed, diff = run(module, service, result)
     except SelfHealError as error:
-        module.fail_json(**error.to_fail_kwargs())
+        module.fail_json(**failure(error, result, params))
+    del result["written"]
     result.update(changed=changed, provider=params["provider"], incident_key=params["incident_key"],
                   elapsed=round(time.time() - started, 3))
     if module._diff:

@@ -3,6 +3,7 @@
 Script per scenario: check mode -> apply -> re-run -> verify in the sandbox state -> error cases.
 """
 
+import json
 import threading
 import time
 
@@ -246,3 +247,86 @@ def test_clear_errors_without_secrets(sandbox, sandbox_env, playbook):
         assert secret not in output
     state = sandbox.state()
     assert not state["pagerduty"]["alerts"] and not state["xmatters"]["events"]
+
+
+# --- strict inputs and honest results (issue 20) -------------------------------------------------------------
+
+def xm_requests(sandbox):
+    return sandbox.requests(credentials.XMATTERS_PREFIX + "/*")
+
+
+def test_unknown_group_or_person_fails_naming_it_before_any_page(sandbox, sandbox_env, playbook):
+    """Used to page (an active event left behind), then fail on the on-call read without saying which group."""
+    run = playbook([
+        dict(xm_task("unknown group", summary="Disk full", groups=["Ops Primary", "Nobody Home"]), ignore_errors=True),
+        dict(xm_task("unknown person", summary="Disk full", groups=["Ops Primary"], people=["dba.one", "ghost.user"]),
+             ignore_errors=True),
+        dict(xm_task("predicted", summary="Disk full", people=["ghost.user"]), ignore_errors=True, check_mode=True),
+    ], env=sandbox_env)
+    group, person, predicted = run["unknown group"], run["unknown person"], run["predicted"]
+    assert group["failed"] and group["error_kind"] == "invalid_input" and group["changed"] is False
+    assert "unknown xMatters group(s): Nobody Home; nothing was sent" in group["msg"]
+    assert person["failed"] and "unknown xMatters people: ghost.user" in person["msg"] and person["changed"] is False
+    assert predicted["failed"] and "ghost.user" in predicted["msg"]
+    assert sandbox.requests(XM_TRIGGER_GLOB) == [] and sandbox.state()["xmatters"]["events"] == []
+    assert_clean(run)
+
+
+def test_approving_answer_missing_from_the_options_is_refused_before_any_request(sandbox, sandbox_env, playbook):
+    """Approve mode offered Restart/Ignore while only 'Approve' approves: a responder's Restart escalated."""
+    run = playbook([dict(xm_task("mismatch", summary="Crash", groups=["Ops Primary"], wait_for_response=True,
+                                 response_timeout=5, approve_response="Approve",
+                                 response_options=[{"text": "Restart"}, {"text": "Ignore"}]), ignore_errors=True)],
+                   env=sandbox_env)
+    result = run["mismatch"]
+    assert result["failed"] and result["error_kind"] == "invalid_input" and result["changed"] is False
+    assert "approve_response 'Approve' is not one of the response_options (Restart, Ignore)" in result["msg"]
+    assert xm_requests(sandbox) == []
+    assert_clean(run)
+
+
+def test_approve_response_reports_approved(sandbox, sandbox_env, playbook):
+    stop = threading.Event()
+    responder = threading.Thread(target=_respond_when_paged, args=(sandbox, "Clean up", stop), daemon=True)
+    responder.start()
+    try:
+        run = playbook([xm_task("approve", wait_for_response=True, response_timeout=20, approve_response="Clean up",
+                                **TRIGGER)], env=sandbox_env)
+    finally:
+        stop.set()
+        responder.join(10)
+    assert run.rc == 0, run.stdout
+    assert run["approve"]["approved"] is True and run["approve"]["response"] == "Clean up"
+
+
+def test_a_page_whose_event_never_appears_is_reported_as_a_change(sandbox, sandbox_env, playbook):
+    """The trigger was accepted (xMatters will page), then the event did not show in time: changed=true, and what."""
+    sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 30})
+    run = playbook([dict(xm_task("slow workflow", summary="Disk full", groups=["Ops Primary"], event_timeout=1),
+                         ignore_errors=True)], env=sandbox_env)
+    result = run["slow workflow"]
+    assert result["failed"] and result["changed"] is True, result
+    assert result["request_id"] and result["written"] == ["triggered an xMatters event (requestId %s)" % result["request_id"]]
+    assert "no event appeared" in result["msg"] and "this run had already triggered an xMatters event" in result["msg"]
+    assert len(sandbox.requests(XM_TRIGGER_GLOB)) == 1
+    assert_clean(run)
+
+
+def test_trigger_url_with_api_key_never_shows(sandbox, sandbox_env, playbook):
+    """An ?apiKey= trigger URL showed in -vvv output (module arguments) and in results; now it never does."""
+    api_key = sandbox.state()["xmatters"]["config"]["api_key"]
+    env = dict(sandbox_env, XMATTERS_TRIGGER_URL=sandbox_env["XMATTERS_TRIGGER_URL"] + "?apiKey=" + api_key)
+    wrong = dict(sandbox_env, XMATTERS_TRIGGER_URL=sandbox_env["XMATTERS_TRIGGER_URL"] + "?apiKey=wrong-" + api_key)
+    sandbox.fault(XM_TRIGGER_GLOB, method="POST", times=1, status=503, body={"code": 503, "reason": "Unavailable"})
+    run = playbook([xm_task("page", summary="Disk full", groups=["Ops Primary"])], env=env, extra_args=("-vvv",))
+    assert run.rc == 0, run.stdout
+    result = run["page"]
+    assert result["changed"] is True and any("HTTP 503" in w for w in result["warnings"])
+    assert xm_events(sandbox.state())[0]["requestId"] == result["request_id"]
+    assert api_key not in run.stdout + run.stderr and api_key not in json.dumps(run.results)
+    assert "xmatters_trigger_url" in run.stdout  # -vvv did print the module arguments, masked
+    failed = playbook([dict(xm_task("wrong key", summary="Other", incident_key="dt-P-4343"), ignore_errors=True)],
+                      env=wrong, extra_args=("-vvv",))
+    assert failed["wrong key"]["failed"] and "HTTP 401" in failed["wrong key"]["msg"]
+    assert api_key not in failed.stdout + failed.stderr and api_key not in json.dumps(failed.results)
+    assert_clean(failed)

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.selfheal.devops.plugins.module_utils import oncall
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, UnexpectedResponse
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, UnexpectedResponse
 
 
 # --- xMatters payloads and parsing ---------------------------------------------------------------------
@@ -249,3 +249,73 @@ def test_client_from_params_registers_every_secret():
 def test_client_from_params_names_what_is_missing(overrides, missing):
     with pytest.raises(InvalidInput, match=missing):
         oncall.client_from_params(params(**overrides))
+
+
+# --- recipients checked before a page ----------------------------------------------------------------------
+
+class Directory(object):
+    """A client double that knows some groups and people and answers 404 (NotFound) for the rest, as xMatters."""
+
+    def __init__(self, groups, people):
+        self.groups = groups
+        self.people = people
+        self.calls = []
+
+    def get(self, path, params=None):
+        self.calls.append((path, params))
+        if path.endswith("/on-call"):
+            names = params["groups"].split(",")
+            missing = [name for name in names if name not in self.groups]
+            if missing:
+                raise NotFound("xMatters GET %s answered HTTP 404: Could not find a group with id or name %s" % (path, missing[0]))
+            return Reply(page([{"group": {"targetName": name, "id": "id-" + name}, "members": {"data": []}}
+                               for name in names]))
+        name = path.rsplit("/", 1)[1]
+        if name not in self.people:
+            raise NotFound("xMatters GET %s answered HTTP 404" % path)
+        return Reply({"targetName": name})
+
+
+def test_on_call_checked_names_every_unknown_group_with_one_read_when_all_exist():
+    directory = Directory(groups=("Ops Primary", "Database"), people=())
+    service = oncall.XMatters(directory, "t")
+    assert [g["group"] for g in service.on_call_checked(["Ops Primary", "Database"])] == ["Ops Primary", "Database"]
+    assert len(directory.calls) == 1
+    with pytest.raises(InvalidInput) as info:
+        service.on_call_checked(["Ops Primary", "Nobody", "Ghosts"])
+    assert "unknown xMatters group(s): Nobody, Ghosts; nothing was sent" in str(info.value)
+    assert service.on_call_checked([]) == []
+
+
+def test_on_call_checked_matches_groups_given_by_id_and_spots_a_group_missing_from_the_answer():
+    class Partial(Directory):
+        def get(self, path, params=None):
+            return Reply(page([{"group": {"targetName": "Ops Primary", "id": "uuid-ops"}, "members": {"data": []}}]))
+
+    service = oncall.XMatters(Partial((), ()), "t")
+    assert service.on_call_checked(["uuid-ops"])[0]["group"] == "Ops Primary"
+    with pytest.raises(InvalidInput, match="Database"):
+        service.on_call_checked(["Ops Primary", "Database"])
+
+
+def test_unknown_people_reads_each_person_by_quoted_target_name():
+    directory = Directory(groups=(), people=("dba.one",))
+    service = oncall.XMatters(directory, "t")
+    assert service.unknown_people(["dba.one", "a/b c"]) == ["a/b c"]
+    assert directory.calls[1][0] == "/api/xm/1/people/a%2Fb%20c"
+
+
+@pytest.mark.parametrize("url, secrets", [
+    ("https://co.xmatters.com/api/integration/1/functions/f/triggers?apiKey=k-1", ["k-1"]),
+    ("https://co.xmatters.com/t?x=1&APIKEY=a%2Bb&api_key=c", ["a%2Bb", "a+b", "c"]),
+    ("https://svc:p%40ss@co.xmatters.com/t", ["p%40ss", "p@ss"]),
+    ("https://co.xmatters.com/api/integration/1/functions/f/triggers", []),
+])
+def test_trigger_url_secrets(url, secrets):
+    assert oncall.trigger_url_secrets(url) == secrets
+
+
+def test_a_trigger_url_without_scheme_fails_without_showing_it():
+    with pytest.raises(InvalidInput) as info:
+        oncall.client_from_params(params(xmatters_trigger_url="co.xmatters.com/t?apiKey=k-secret-1"))
+    assert "k-secret-1" not in str(info.value) and "http:// or https://" in str(info.value)
