@@ -10,8 +10,9 @@
 DIR/NAME.log, and returns once it is ready: the file F exists, or a line of the log contains TEXT. It fails,
 with the log's tail, when the process exits first or the timeout passes (and then stops what it started).
 Its PID goes to DIR/NAME.pid. A part that already runs is left alone and reported unchanged.
-`stop` sends SIGTERM to the part's process group, waits for it to exit (SIGKILL past the timeout) and removes
-the PID file; a part that does not run is reported unchanged.
+`stop` sends SIGTERM to the part (which stops its own children), waits for its whole process group to exit
+(SIGTERM, then SIGKILL past the timeout, to what is left) and removes the PID file; a part that does not run is
+reported unchanged.
 
 Each command prints one JSON line: {"changed": bool, "pid": int, "msg": str} (exit status 1 on failure), so a
 task can use `changed_when: (result.stdout | from_json).changed`.
@@ -49,13 +50,31 @@ def _running(pid):
         return True
 
 
+def _start_time(pid):
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _read_pid(pidfile):
+    """The PID recorded in pidfile, or 0 when there is none or it now belongs to another process (PID reuse).
+
+    A PID whose process is gone is still returned: it stays the id of its process group, which may have members
+    left, and Linux does not hand a PID out again while a process group carries it.
+    """
     try:
         with open(pidfile) as handle:
-            text = handle.read().strip()
+            fields = handle.read().split()
     except FileNotFoundError:
         return 0
-    return int(text) if text.isdigit() else 0
+    if len(fields) != 2 or not fields[0].isdigit():
+        return 0
+    pid = int(fields[0])
+    started = _start_time(pid)
+    return pid if started is None or started == fields[1] else 0
 
 
 def _tail(path, size=2000):
@@ -114,32 +133,51 @@ def start(name, directory, command, ready_file=None, ready_line=None, timeout=60
         _terminate(process.pid, 10.0)
         raise PartError("%s was not ready after %.0f s; log tail:\n%s" % (name, timeout, _tail(logfile)))
     with open(pidfile + ".tmp", "w") as handle:
-        handle.write("%d\n" % process.pid)
+        handle.write("%d %s\n" % (process.pid, _start_time(process.pid)))
     os.replace(pidfile + ".tmp", pidfile)
     return {"changed": True, "pid": process.pid, "msg": "%s started (PID %d)" % (name, process.pid)}
 
 
+def _group_members(pgid):
+    """PIDs of the live (not zombie) processes in process group pgid."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
 def _terminate(pid, timeout):
-    """SIGTERM the process group led by pid, wait, then SIGKILL; True when it had to be killed."""
+    """Stop the part led by pid: SIGTERM to the leader (it stops its own children), then SIGTERM to whatever of its
+    process group is left, then SIGKILL; returns True when something had to be killed."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return False
-    if _wait(lambda: not _running(pid), timeout):
-        return False
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    if not _wait(lambda: not _running(pid), timeout):
-        raise PartError("PID %d did not exit after SIGKILL" % pid)
-    return True
+        pass
+    _wait(lambda: not _running(pid), timeout)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_members(pid):
+            return sig == signal.SIGKILL
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return sig == signal.SIGKILL
+        if _wait(lambda: not _group_members(pid), timeout):
+            return sig == signal.SIGKILL
+    raise PartError("process group %d did not exit after SIGKILL: %s" % (pid, _group_members(pid)))
 
 
 def stop(name, directory, timeout=15.0):
     pidfile = _paths(directory, name)[0]
     pid = _read_pid(pidfile)
-    if not pid or not _running(pid):
+    if not pid or not (_running(pid) or _group_members(pid)):
         if os.path.exists(pidfile):
             os.unlink(pidfile)
         return {"changed": False, "pid": pid, "msg": "%s does not run" % name}
