@@ -13,6 +13,7 @@ import json
 import re
 import time
 import uuid
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -50,6 +51,11 @@ def xm_time(epoch=None):
     """xMatters timestamps look like 2016-10-31T22:37:35.301+0000."""
     moment = datetime.datetime.fromtimestamp(time.time() if epoch is None else epoch, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d+0000" % (moment.microsecond // 1000)
+
+
+def _ms(epoch):
+    """Times compare in whole milliseconds, the precision of the API's timestamps (as xm_time truncates them)."""
+    return int(round(epoch * 1000000)) // 1000
 
 
 def parse_time(text):
@@ -157,10 +163,11 @@ def _page(request, items, offset, limit):
 
 
 def _self_link(request, offset, limit):
-    query = dict(request.query)
-    query.update(offset=str(offset), limit=str(limit))
+    """The same query at another offset, URL-encoded (a value with & or # survives), relative to the instance root."""
+    query = [(k, v) for k, v in request.query.items() if k not in ("offset", "limit")]
+    query += [("offset", str(offset)), ("limit", str(limit))]
     path = request.path[len(XMATTERS_PREFIX):]
-    return "%s?%s" % (path, "&".join("%s=%s" % (k, v) for k, v in query.items()))
+    return "%s?%s" % (quote(path), urlencode(query, quote_via=quote))
 
 
 def _person_ref(person):
@@ -203,11 +210,29 @@ def _property_matches(event, name, value, operator):
     return False
 
 
-def _render_event(event, embed):
+EVENT_EMBEDS = {"properties", "recipients", "responseOptions", "annotations"}
+
+
+def _status_at(event, at):
+    """The event's status at epoch `at` (None: now), from its status history."""
+    if at is None:
+        return event["status"]
+    status = event["history"][0]["status"]
+    for change in event["history"]:
+        if _ms(change["at"]) <= _ms(at):
+            status = change["status"]
+    return status
+
+
+def _render_event(event, embed, at=None):
     out = {key: event[key] for key in ("id", "eventId", "name", "eventType", "priority", "incident", "status",
                                        "created", "terminated", "floodControl", "otherResponseCountThreshold",
                                        "otherResponseCount", "responseCountsEnabled", "requestId", "submitter",
                                        "plan", "form")}
+    if at is not None:
+        out["status"] = _status_at(event, at)
+        if out["status"] != "TERMINATED":
+            out["terminated"] = None
     out["links"] = {"self": "/api/xm/1/events/%s" % event["id"]}
     if "properties" in embed:
         out["properties"] = dict(event["properties"])
@@ -224,7 +249,18 @@ def _render_event(event, embed):
 
 
 def _embed(request):
-    return set(filter(None, (part.strip() for part in request.query.get("embed", "").split(","))))
+    """The embed list; a value the sandbox does not implement is a 400, not silently dropped."""
+    wanted = set(filter(None, (part.strip() for part in request.query.get("embed", "").split(","))))
+    unknown = wanted - EVENT_EMBEDS
+    if unknown:
+        raise _bad_request("embed %s is not supported by the sandbox (supported: %s)"
+                           % (", ".join(sorted(unknown)), ", ".join(sorted(EVENT_EMBEDS))))
+    return wanted
+
+
+def _bad_request(message):
+    return web.HTTPBadRequest(text=json.dumps({"code": 400, "reason": "Bad Request", "message": message}),
+                              content_type="application/json")
 
 
 def _normalise_recipients(raw, state):
@@ -299,6 +335,7 @@ def _create_event(sandbox, state, request_id, body, submitter):
         "id": str(uuid.uuid4()), "eventId": event_id, "name": str(properties.get("summary") or "Incident Alert"),
         "eventType": "USER", "priority": priority if priority in PRIORITIES else "MEDIUM",
         "incident": "INCIDENT_ID-%s" % event_id, "status": "ACTIVE", "created": xm_time(now), "created_epoch": now,
+        "history": [{"status": "ACTIVE", "at": now}],
         "terminated": None, "floodControl": False, "otherResponseCountThreshold": 2, "otherResponseCount": 0,
         "responseCountsEnabled": False, "requestId": request_id,
         "submitter": _person_ref(state["people"][submitter]) if submitter in state["people"] else None,
@@ -355,6 +392,114 @@ async def xm_trigger(request):
     return web.json_response({"requestId": request_id}, status=202)
 
 
+EVENT_QUERY = {"status", "priority", "propertyName", "propertyValue", "propertyValueOperator", "requestId",
+               "incidentId", "plan", "form", "from", "to", "at", "search", "fields", "submitter",
+               "targetedRecipients", "resolvedUsers", "eventType", "embed", "sortBy", "sortOrder", "offset", "limit"}
+SORTS = {"START_TIME": lambda e: (e["created_epoch"], int(e["eventId"])), "PRIORITY": lambda e: PRIORITIES.index(e["priority"]),
+         "STATUS": lambda e: EVENT_STATUSES.index(e["status"]), "NAME": lambda e: e["name"].lower()}
+
+
+def _csv(query, name, allowed=None):
+    values = [part.strip() for part in query.get(name, "").split(",") if part.strip()]
+    if allowed is not None:
+        bad = [v for v in values if v.upper() not in allowed]
+        if bad:
+            raise _bad_request("%s must be among %s (got %s)" % (name, ", ".join(allowed), ", ".join(bad)))
+        values = [v.upper() for v in values]
+    return values
+
+
+def _time_param(query, name):
+    if not query.get(name):
+        return None
+    moment = parse_time(query[name])
+    if moment is None:
+        raise _bad_request("%s must be an ISO 8601 time" % name)
+    return moment
+
+
+def _property_filter(query):
+    """[(name, value, operator)]: one pair, or comma lists paired by position (propertyName=a,b&propertyValue=x,y)."""
+    if not (query.get("propertyName") or query.get("propertyValue")):
+        return []
+    if not (query.get("propertyName") and query.get("propertyValue")):
+        raise _bad_request("propertyName and propertyValue must be used together.")
+    names = [n.strip() for n in query["propertyName"].split(",")]
+    values = [query["propertyValue"]] if len(names) == 1 else [v.strip() for v in query["propertyValue"].split(",")]
+    operators = _csv(query, "propertyValueOperator", ("EQUALS", "CONTAINS")) or ["EQUALS"]
+    if len(values) != len(names) or len(operators) not in (1, len(names)):
+        raise _bad_request("propertyName, propertyValue and propertyValueOperator must list as many entries.")
+    operators = operators * len(names) if len(operators) == 1 else operators
+    return list(zip(names, values, operators))
+
+
+def _names_and_ids(refs):
+    return {ref.get("id") for ref in refs} | {ref.get("targetName") for ref in refs}
+
+
+def _search_matches(event, terms, fields):
+    texts = []
+    if "NAME" in fields:
+        texts.append(event["name"])
+    if "PROPERTIES" in fields:
+        texts.extend(str(v) for v in event["properties"].values())
+    haystack = " ".join(texts).lower()
+    return all(term.lower() in haystack for term in terms)
+
+
+def _filter_events(state, query):
+    """GET /events filters (every documented one; an unknown parameter is a 400 rather than ignored [U])."""
+    unknown = sorted(set(query) - EVENT_QUERY)
+    if unknown:
+        raise _bad_request("unknown query parameter(s) for GET /events: %s" % ", ".join(unknown))
+    events = list(state["events"])
+    at = _time_param(query, "at")
+    if at is not None:
+        events = [e for e in events if _ms(e["created_epoch"]) <= _ms(at)]
+    start, end = _time_param(query, "from"), _time_param(query, "to")
+    if start is not None:
+        events = [e for e in events if _ms(e["created_epoch"]) >= _ms(start)]
+    if end is not None:
+        events = [e for e in events if _ms(e["created_epoch"]) <= _ms(end)]
+    statuses = _csv(query, "status", EVENT_STATUSES)
+    if statuses:
+        events = [e for e in events if _status_at(e, at) in statuses]
+    priorities = _csv(query, "priority", PRIORITIES)
+    if priorities:
+        events = [e for e in events if e["priority"] in priorities]
+    kinds = _csv(query, "eventType", ("USER", "SYSTEM"))
+    if kinds:
+        events = [e for e in events if e["eventType"] in kinds]
+    for name, key in (("requestId", "requestId"), ("incidentId", "incident")):
+        wanted = _csv(query, name)
+        if wanted:
+            events = [e for e in events if e[key] in wanted]
+    for name in ("plan", "form"):
+        wanted = set(_csv(query, name))
+        if wanted:
+            events = [e for e in events if wanted & {e[name]["id"], e[name]["name"]}]
+    if query.get("submitter"):
+        events = [e for e in events if e["submitter"] and query["submitter"] in _names_and_ids([e["submitter"]])]
+    targeted = set(_csv(query, "targetedRecipients"))
+    if targeted:
+        events = [e for e in events if targeted & _names_and_ids(e["recipients"])]
+    resolved = set(_csv(query, "resolvedUsers"))
+    if resolved:
+        events = [e for e in events if resolved & _names_and_ids([d["person"] for d in e["deliveries"]])]
+    for name, value, operator in _property_filter(query):
+        events = [e for e in events if _property_matches(e, name, value, operator)]
+    if query.get("search"):
+        fields = _csv(query, "fields", ("NAME", "PROPERTIES")) or ["NAME", "PROPERTIES"]
+        events = [e for e in events if _search_matches(e, query["search"].split(), fields)]
+    elif query.get("fields"):
+        raise _bad_request("fields only qualifies search")
+    sort_by = (query.get("sortBy") or "START_TIME").upper()
+    order = (query.get("sortOrder") or "DESCENDING").upper()
+    if sort_by not in SORTS or order not in ("ASCENDING", "DESCENDING"):
+        raise _bad_request("sortBy must be one of %s and sortOrder ASCENDING or DESCENDING" % ", ".join(sorted(SORTS)))
+    return sorted(events, key=SORTS[sort_by], reverse=order == "DESCENDING"), at
+
+
 async def xm_events(request):
     user, error = _rest_auth(request)
     if error is not None:
@@ -363,23 +508,9 @@ async def xm_events(request):
     if request.method == "POST":
         return await _xm_change_status(request, state)
     offset, limit = _offset_limit(request)
-    query = request.query
-    events = list(reversed(state["events"]))  # newest first [U]
-    if query.get("status"):
-        wanted = {s.strip().upper() for s in query["status"].split(",")}
-        events = [e for e in events if e["status"] in wanted]
-    if query.get("priority"):
-        wanted = {s.strip().upper() for s in query["priority"].split(",")}
-        events = [e for e in events if e["priority"] in wanted]
-    if query.get("requestId"):
-        events = [e for e in events if e["requestId"] == query["requestId"]]
-    if query.get("propertyName") or query.get("propertyValue"):
-        if not (query.get("propertyName") and query.get("propertyValue")):
-            return xm_error(400, "propertyName and propertyValue must be used together.")
-        operator = query.get("propertyValueOperator", "EQUALS").upper()
-        events = [e for e in events if _property_matches(e, query["propertyName"], query["propertyValue"], operator)]
     embed = _embed(request)
-    return web.json_response(_page(request, [_render_event(e, embed) for e in events], offset, limit))
+    events, at = _filter_events(state, request.query)
+    return web.json_response(_page(request, [_render_event(e, embed, at) for e in events], offset, limit))
 
 
 async def _xm_change_status(request, state):
@@ -395,9 +526,11 @@ async def _xm_change_status(request, state):
     if event["status"] == "TERMINATED" and body["status"] != "TERMINATED":
         return xm_error(409, "Event %s is terminated and cannot change status." % event["eventId"])
     if event["status"] != body["status"]:
+        now = time.time()
         event["status"] = body["status"]
+        event["history"].append({"status": body["status"], "at": now})
         if body["status"] == "TERMINATED":
-            event["terminated"] = xm_time()
+            event["terminated"] = xm_time(now)
     return web.json_response(_render_event(event, {"properties"}))
 
 
@@ -409,7 +542,13 @@ async def xm_event(request):
     event = _find_event(state, request.match_info["event"])
     if event is None:
         return xm_error(404, "Could not find an event with id %s." % request.match_info["event"])
-    return web.json_response(_render_event(event, _embed(request)))
+    unknown = sorted(set(request.query) - {"embed", "at"})
+    if unknown:
+        return xm_error(400, "query parameter(s) not supported by the sandbox: %s" % ", ".join(unknown))
+    at = _time_param(request.query, "at")
+    if at is not None and _ms(event["created_epoch"]) > _ms(at):
+        return xm_error(404, "Event %s did not exist at %s." % (event["eventId"], request.query["at"]))
+    return web.json_response(_render_event(event, _embed(request), at))
 
 
 async def xm_annotations(request):
@@ -435,6 +574,19 @@ async def xm_annotations(request):
     return web.json_response(annotation, status=201)
 
 
+async def xm_annotation(request):
+    user, error = _rest_auth(request)
+    if error is not None:
+        return error
+    event = _find_event(request.app[SANDBOX].state["xmatters"], request.match_info["event"])
+    if event is None:
+        return xm_error(404, "Could not find an event with id %s." % request.match_info["event"])
+    note = next((a for a in event["annotations"] if a["id"] == request.match_info["annotation"]), None)
+    if note is None:
+        return xm_error(404, "Could not find an annotation with id %s." % request.match_info["annotation"])
+    return web.json_response(note)
+
+
 async def xm_user_deliveries(request):
     user, error = _rest_auth(request)
     if error is not None:
@@ -448,23 +600,41 @@ async def xm_user_deliveries(request):
     at = parse_time(request.query["at"])
     if at is None:
         return xm_error(400, "The 'at' query parameter must be an ISO 8601 time.")
+    unknown = sorted(set(request.query) - {"at", "deliveryStatus", "offset", "limit"})
+    if unknown:
+        return xm_error(400, "query parameter(s) not supported by the sandbox: %s" % ", ".join(unknown))
     offset, limit = _offset_limit(request)
     wanted = request.query.get("deliveryStatus")
     items = []
     for delivery in event["deliveries"]:
-        if delivery["created_epoch"] > at + 0.001:
+        if _ms(delivery["created_epoch"]) > _ms(at):
             continue
         if wanted and delivery["deliveryStatus"] not in wanted.upper().split(","):
             continue
-        item = {"event": {"id": event["id"], "eventId": event["eventId"],
-                          "links": {"self": "/api/xm/1/events/%s" % event["id"]}},
-                "person": delivery["person"], "deliveryStatus": delivery["deliveryStatus"],
-                "notifications": delivery["notifications"],
-                "links": {"self": "/api/xm/1/events/%s/user-deliveries" % event["id"]}}
-        if delivery["response"] is not None:
-            item["response"] = delivery["response"]
-        items.append(item)
+        items.append(_delivery_as_at(event, delivery, at))
     return web.json_response(_page(request, items, offset, limit))
+
+
+def _delivery_as_at(event, delivery, at):
+    """One user-deliveries item as it stood at epoch `at`: responses received later are not there yet."""
+    notifications = []
+    for notification in delivery["notifications"]["data"]:
+        responses = [r for r in notification["responses"]["data"] if _ms(r["received_epoch"]) <= _ms(at)]
+        shown = {k: v for k, v in notification.items() if k != "responses"}
+        shown["responded"] = responses[-1]["received"] if responses else None
+        shown["responses"] = {"count": len(responses), "total": len(responses),
+                              "data": [{k: v for k, v in r.items() if k != "received_epoch"} for r in responses]}
+        notifications.append(shown)
+    item = {"event": {"id": event["id"], "eventId": event["eventId"],
+                      "links": {"self": "/api/xm/1/events/%s" % event["id"]}},
+            "person": delivery["person"], "deliveryStatus": delivery["deliveryStatus"],
+            "notifications": {"count": len(notifications), "total": len(notifications), "data": notifications},
+            "links": {"self": "/api/xm/1/events/%s/user-deliveries" % event["id"]}}
+    latest = [r for n in notifications for r in n["responses"]["data"]]
+    if latest:
+        last = latest[-1]
+        item["response"] = {"text": last["text"], "notification": last["notification"], "received": last["received"]}
+    return item
 
 
 def _on_call_item(state, group):
@@ -566,10 +736,12 @@ async def admin_xm_respond(request):
     delivery = next((d for d in event["deliveries"] if name is None or d["person"]["targetName"] == name), None)
     if delivery is None:
         return admin_error(400, "%s was not notified for this event" % name)
-    now = xm_time()
+    epoch = time.time()
+    now = xm_time(epoch)
     notification = delivery["notifications"]["data"][0]
     notification["responded"] = now
-    notification["responses"]["data"].append({"text": option["text"], "received": now,
+    notification["responses"]["data"].append({"id": str(uuid.uuid4()), "text": option["text"], "received": now,
+                                              "received_epoch": epoch, "notification": notification["id"],
                                               "comment": body.get("annotation")})
     notification["responses"]["count"] = notification["responses"]["total"] = len(notification["responses"]["data"])
     delivery["response"] = {"text": option["text"], "notification": notification["id"], "received": now}
@@ -791,6 +963,7 @@ def setup(sandbox, app):
     router.add_route("POST", REST + "/events", xm_events)
     router.add_get(REST + "/events/{event}", xm_event)
     router.add_route("*", REST + "/events/{event}/annotations", xm_annotations)
+    router.add_get(REST + "/events/{event}/annotations/{annotation}", xm_annotation)
     router.add_get(REST + "/events/{event}/user-deliveries", xm_user_deliveries)
     router.add_get(REST + "/on-call", xm_on_call)
     router.add_get(REST + "/people", xm_people)

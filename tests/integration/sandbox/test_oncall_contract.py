@@ -348,3 +348,114 @@ def test_pagerduty_fault_injection(sandbox):
     sandbox.fault("/pagerduty/v2/enqueue", times=2, status=502, body={"status": "error"})
     assert [pd(sandbox, pd_event("trigger", "k")).status_code for dummy in range(3)] == [502, 502, 202]
     assert len(pd_state(sandbox)["alerts"]) == 1
+
+
+# --- xMatters: encoded paging links, every events filter, who responded what and when -----------------------
+
+def test_links_next_is_url_encoded_so_a_filter_value_with_an_ampersand_survives_page_two(xm):
+    key = "dt-P 9&status=TERMINATED#x"
+    created = [xm.page(key) for dummy in range(3)]
+    xm.page("dt-P-other")
+    first = xm.get("/events", propertyName="selfheal_incident_key", propertyValue=key, limit=2).json()
+    assert first["total"] == 3 and first["count"] == 2
+    assert "&status=" not in first["links"]["next"] and "%26status%3DTERMINATED%23x" in first["links"]["next"]
+    assert "%26" in first["links"]["self"]
+    second = requests.get(xm.url + first["links"]["next"], auth=AUTH, timeout=10).json()
+    assert second["total"] == 3 and second["count"] == 1 and "next" not in second["links"]
+    assert {e["id"] for e in first["data"] + second["data"]} == {e["id"] for e in created}
+
+
+def test_the_collections_xmatters_client_follows_the_encoded_links(xm, sandbox):
+    from ansible_collections.selfheal.devops.plugins.module_utils import _http, oncall
+
+    key = "dt-P 7&a=b"
+    ids = {xm.page(key)["id"] for dummy in range(3)}
+    client = _http.Client(xm.url, service="xMatters", auth=_http.basic_auth(*AUTH))
+    service = oncall.XMatters(client, sandbox.url + TRIGGER_PATH)
+    found = service._collect("/api/xm/1/events", {"propertyName": "selfheal_incident_key", "propertyValue": key,
+                                                   "limit": 1, "embed": "properties"})
+    assert {e["id"] for e in found} == ids and all(e["properties"]["selfheal_incident_key"] == key for e in found)
+
+
+def test_events_filters_beyond_status_and_properties(xm, sandbox):
+    low = xm.page("dt-P-1", priority="LOW", recipients=[{"id": "Database", "recipientType": "GROUP"}],
+                  properties={"summary": "Disk full on db-01", "service": "orders"})
+    middle = xm.page("dt-P-2", priority="MEDIUM", recipients=["oncall.secondary"], properties={"summary": "Checkout slow"})
+    high = xm.page("dt-P-3", priority="HIGH", properties={"summary": "Disk latency", "service": "checkout"})
+
+    def ids(**params):
+        response = xm.get("/events", **params)
+        assert response.status_code == 200, response.text
+        return [e["id"] for e in response.json()["data"]]
+
+    assert ids() == [high["id"], middle["id"], low["id"]]  # newest first by default
+    assert ids(sortBy="START_TIME", sortOrder="ASCENDING") == [low["id"], middle["id"], high["id"]]
+    assert ids(sortBy="PRIORITY", sortOrder="DESCENDING") == [high["id"], middle["id"], low["id"]]
+    assert ids(targetedRecipients="Database") == [low["id"]]
+    assert ids(resolvedUsers="dba.two") == [low["id"]]  # notified through the group
+    assert ids(resolvedUsers="oncall.secondary") == [high["id"], middle["id"]]  # directly, and through Ops Primary
+    assert ids(submitter=credentials.XMATTERS_USER) == [high["id"], middle["id"], low["id"]]
+    assert ids(submitter="oncall.primary") == []
+    assert ids(search="disk") == [high["id"], low["id"]]
+    assert ids(search="disk db-01") == [low["id"]]  # every term
+    assert ids(search="orders", fields="NAME") == [] and ids(search="orders", fields="PROPERTIES") == [low["id"]]
+    assert ids(incidentId=middle["incident"]) == [middle["id"]]
+    assert ids(eventType="USER") == [high["id"], middle["id"], low["id"]] and ids(eventType="SYSTEM") == []
+    assert ids(plan="Selfheal Sandbox", form=low["form"]["id"]) == [high["id"], middle["id"], low["id"]]
+    assert ids(plan="Another plan") == []
+    assert ids(propertyName="service,summary", propertyValue="orders,disk", propertyValueOperator="EQUALS,CONTAINS") == [
+        low["id"]]
+    assert ids(**{"from": high["created"]}) == [high["id"]]
+    assert ids(to=low["created"]) == [low["id"]]
+    for params in ({"status": "OPEN"}, {"priority": "URGENT"}, {"sortBy": "SEVERITY"}, {"embed": "messages"},
+                   {"submitterid": "x"}, {"fields": "NAME"}, {"from": "yesterday"},
+                   {"propertyName": "a,b", "propertyValue": "x"}):
+        bad = xm.get("/events", **params)
+        assert bad.status_code == 400 and set(bad.json()) == {"code", "reason", "message"}, params
+
+
+def test_status_as_at_a_past_time(xm):
+    event = xm.page("dt-P-5")
+    created = event["created"]  # as at its creation (ms), the event is ACTIVE; it is terminated afterwards
+    assert xm.post("/events", {"id": event["id"], "status": "TERMINATED"}).status_code == 200
+    assert xm.get("/events/" + event["id"]).json()["status"] == "TERMINATED"
+    then = xm.get("/events/" + event["id"], at=created).json()
+    assert then["status"] == "ACTIVE" and then["terminated"] is None
+    assert xm.get("/events", at=created, status="ACTIVE").json()["total"] == 1
+    assert xm.get("/events", status="ACTIVE").json()["total"] == 0
+    assert xm.get("/events", at="2000-01-01T00:00:00Z").json()["total"] == 0
+    assert xm.get("/events/" + event["id"], at="2000-01-01T00:00:00Z").status_code == 404
+
+
+def test_a_report_reads_who_responded_what_and_when(xm, sandbox):
+    event = xm.page("dt-P-9", recipients=["Database"], responseOptions=["Restart", "Ignore", "Escalate"])
+    admin = "/_sandbox/xmatters/respond"
+    sandbox.call("POST", admin, {"event": event["id"], "recipient": "dba.two", "response": "Ignore"})
+    # a moment strictly between the two answers (the API's times are in milliseconds: keep them 10 ms apart)
+    time.sleep(0.01)
+    between = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (int(time.time() * 1000) % 1000)
+    time.sleep(0.01)
+    sandbox.call("POST", admin, {"event": event["id"], "recipient": "dba.one", "response": "Restart",
+                                 "annotation": "restarting the database"})
+    xm.post("/events/%s/annotations" % event["id"], {"comment": "selfheal: restart done"})
+    now = "2100-01-01T00:00:00Z"
+    deliveries = xm.get("/events/%s/user-deliveries" % event["id"], at=now).json()["data"]
+    answers = sorted((d["response"]["received"], d["person"]["targetName"], d["response"]["text"]) for d in deliveries)
+    assert [(who, what) for when, who, what in answers] == [("dba.two", "Ignore"), ("dba.one", "Restart")]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", when) for when, who, what in answers)
+    notification = next(d for d in deliveries if d["person"]["targetName"] == "dba.one")["notifications"]["data"][0]
+    assert notification["responded"] == answers[1][0]
+    assert [(r["text"], r["comment"]) for r in notification["responses"]["data"]] == [("Restart", "restarting the database")]
+    earlier = xm.get("/events/%s/user-deliveries" % event["id"], at=between).json()["data"]
+    assert [(d["person"]["targetName"], (d.get("response") or {}).get("text")) for d in earlier] == [
+        ("dba.one", None), ("dba.two", "Ignore")]  # as it stood then: dba.one had not answered yet
+    full = xm.get("/events/" + event["id"], embed="annotations,responseOptions,recipients").json()
+    notes = [(a["author"]["targetName"], a["comment"]) for a in full["annotations"]["data"]]
+    assert notes == [("dba.one", "restarting the database"), (credentials.XMATTERS_USER, "selfheal: restart done")]
+    assert all(a["created"] for a in full["annotations"]["data"])
+    assert [o["text"] for o in full["responseOptions"]["data"]] == ["Restart", "Ignore", "Escalate"]
+    listed = xm.get("/events", propertyName="selfheal_incident_key", propertyValue="dt-P-9", embed="annotations").json()
+    assert [a["comment"] for a in listed["data"][0]["annotations"]["data"]] == [
+        "restarting the database", "selfheal: restart done"]
+    single = xm.get("/events/%s/annotations/%s" % (event["id"], full["annotations"]["data"][1]["id"])).json()
+    assert single["comment"] == "selfheal: restart done"
