@@ -422,6 +422,10 @@ def apply_deliveries(incident, deliveries, paged=None):
     """Add an on-call page's user deliveries: [{recipient, delivered (epoch or ISO), response, responded_at}].
     Each delivery is a page of one person; each answered one a response (the first answer acknowledges)."""
     pages = incident.setdefault("pages", [])
+    # The on-call system's own record replaces what the timeline noted about the same person's answer (the timeline
+    # sees an approval only when it polls for it).
+    people = set(d.get("recipient") for d in deliveries if d.get("response"))
+    incident["responses"] = [r for r in incident["responses"] if not (r.get("source") == "timeline" and r.get("responder") in people)]
     for delivery in deliveries:
         person = delivery.get("recipient")
         sent = parse_time(delivery.get("delivered")) or paged

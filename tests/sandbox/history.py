@@ -303,6 +303,7 @@ def add_ticket(sandbox, instance, jira_state, project_key, key, plan, problem, s
     created = metrics.parse_time(records[2]["time"])  # the "open ticket" record
     incident = metrics.from_timeline({"incident": key, "problem": problem["displayId"], "records": records})
     incident = metrics.apply_ticket(incident, {"key": ticket_key, "fields": {"summary": summary}})
+    incident = metrics.apply_problem(incident, problem)  # what the recurrence module knows when it labels the ticket
     labels = ["selfheal", key] + [metrics.signature_label(s) for s in incident["signatures"]]
     done = story["resolved"] is not None
     last = story["resolved"] if done else metrics.parse_time(records[-1]["time"])
