@@ -315,7 +315,7 @@ def select(records, query, fields):
     for field, descending in reversed(order):
         if field not in fields:
             raise QueryError(field)
-        chosen.sort(key=lambda r, f=field: str(r.get(f) or ""), reverse=descending)
+        chosen.sort(key=lambda r, f=field: str(r.get(f) or "").lower(), reverse=descending)
     return chosen
 
 
