@@ -372,8 +372,8 @@ def test_the_collections_xmatters_client_follows_the_encoded_links(xm, sandbox):
     ids = {xm.page(key)["id"] for dummy in range(3)}
     client = _http.Client(xm.url, service="xMatters", auth=_http.basic_auth(*AUTH))
     service = oncall.XMatters(client, sandbox.url + TRIGGER_PATH)
-    found = service._collect("/api/xm/1/events", {"propertyName": "selfheal_incident_key", "propertyValue": key,
-                                                   "limit": 1, "embed": "properties"})
+    query = {"propertyName": "selfheal_incident_key", "propertyValue": key, "limit": 1, "embed": "properties"}
+    found = service._collect("/api/xm/1/events", query)  # limit 1: every event on its own page
     assert {e["id"] for e in found} == ids and all(e["properties"]["selfheal_incident_key"] == key for e in found)
 
 
