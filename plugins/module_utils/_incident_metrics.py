@@ -162,12 +162,11 @@ def title_signature(title):
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _entity_names(incident):
+def _hosts(incident):
     names = []
     for entity in incident.get("entities") or []:
-        name = str(entity.get("name") or entity.get("id") or "").lower()
-        if name and name not in names:
-            names.append(name)
+        if entity.get("type") == "HOST" and entity.get("name") and entity["name"].lower() not in names:
+            names.append(entity["name"].lower())
     for host in incident.get("hosts") or []:
         if host and host.lower() not in names:
             names.append(host.lower())
@@ -176,21 +175,24 @@ def _entity_names(incident):
 
 def signatures(incident):
     """The incident's signatures, the primary one first:
-    - ``cause|<root-cause entity>|<title signature>`` when the root-cause entity is known;
-    - ``entity|<scenario>|<entity name>`` for each impacted entity and host (scenario ``unknown`` if not known);
+    - ``cause|<root-cause entity id (else name)>|<title signature>`` when the root-cause entity is known;
+    - ``entity|<scenario>|<host name>`` for each host it happened on (scenario ``unknown`` when not known); without
+      any host, the same with each impacted entity's id (else name);
     - ``title|<title signature>`` when the incident names no entity at all.
-    Entity names, not ids: a timeline or a ticket knows the host name, not Dynatrace's id."""
+    Host names, not ids, for the entity signatures: a timeline or a ticket knows the host name, not Dynatrace's id."""
     found = []
     title = title_signature(incident.get("title"))
     root = incident.get("root_cause") or {}
-    root_name = str(root.get("name") or root.get("id") or "").lower()
+    root_name = str(root.get("id") or root.get("name") or "").lower()
     if root_name:
         found.append("cause|%s|%s" % (root_name, title))
     scenario = incident.get("scenario") or "unknown"
-    names = _entity_names(incident)
-    if root_name in names:  # the root-cause entity's own signature comes first among the entities
-        names.remove(root_name)
-        names.insert(0, root_name)
+    names = _hosts(incident)
+    if not names:
+        for entity in incident.get("entities") or []:
+            name = str(entity.get("id") or entity.get("name") or "").lower()
+            if name and name not in names:
+                names.append(name)
     found.extend("entity|%s|%s" % (scenario, name) for name in names)
     if not found:
         found.append("title|%s" % title)

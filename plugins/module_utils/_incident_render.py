@@ -84,7 +84,7 @@ def chart_per_day(report):
         axes.bar(labels, values, bottom=bottom, color=MODE_COLORS[mode], label=mode)
         bottom = [b + v for b, v in zip(bottom, values)]
     axes.set_ylabel("incidents")
-    axes.legend(loc="upper left", fontsize=8, frameon=False)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     axes.tick_params(axis="x", labelrotation=90, labelsize=7)
     axes.spines[["top", "right"]].set_visible(False)
     return svg_of(figure)
@@ -221,7 +221,7 @@ def report_sections(report, limit=50):
     mode_rows = []
     for mode in ("all",) + metrics.MODES:
         times = report["times"][mode]
-        mode_rows.append([mode, times["time_to_acknowledge"]["count"] if mode != "all" else totals["incidents"]]
+        mode_rows.append([mode, totals["incidents"] if mode == "all" else totals[mode]]
                          + [seconds_cell(times[n][k]) for n in ("time_to_detect", "time_to_acknowledge", "time_to_resolve")
                             for k in ("median", "p90")])
     responders = [[r["name"], r["pages"], r["responses"], r["acknowledged_first"], seconds_cell(r["response_time"]["median"]),

@@ -18,6 +18,9 @@ import threading
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.selfheal.devops.plugins.module_utils import _http, _options, dynatrace, jira
 from ansible_collections.selfheal.devops.plugins.module_utils import _incident_metrics as metrics
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, UnexpectedResponse
 
@@ -26,6 +29,65 @@ SEARCH_FIELDS = ("summary", "status", "created", "resolutiondate", "labels", "at
 XM_API = "/api/xm/1"
 XM_MAX_PAGES = 200
 KEY_PROPERTY = "selfheal_incident_key"
+
+
+# --- connections: the modules that read several systems name each system's options ------------------------------
+
+JIRA_OPTIONS = dict(
+    jira_url=dict(type="str", fallback=(env_fallback, ["JIRA_URL"])),
+    jira_user=dict(type="str", fallback=(env_fallback, ["JIRA_USER"])),
+    jira_token=dict(type="str", no_log=True, fallback=(env_fallback, ["JIRA_TOKEN"])),
+    jira_api_version=dict(type="str", default="3", choices=["2", "3"], fallback=(env_fallback, ["JIRA_API_VERSION"])),
+)
+DYNATRACE_OPTIONS = dict(
+    dynatrace_url=dict(type="str", fallback=(env_fallback, ["DYNATRACE_URL"])),
+    dynatrace_api_token=dict(type="str", no_log=True, fallback=(env_fallback, ["DYNATRACE_API_TOKEN"])),
+)
+XMATTERS_OPTIONS = dict(
+    xmatters_url=dict(type="str", fallback=(env_fallback, ["XMATTERS_URL"])),
+    xmatters_user=dict(type="str", fallback=(env_fallback, ["XMATTERS_USER"])),
+    xmatters_password=dict(type="str", no_log=True, fallback=(env_fallback, ["XMATTERS_PASSWORD"])),
+)
+
+
+def connection_spec(**own):
+    """A module's argument spec: its own options, the three systems' connection options and the transport's."""
+    spec = {}
+    for options in (JIRA_OPTIONS, DYNATRACE_OPTIONS, XMATTERS_OPTIONS, _options.CONNECTION):
+        spec.update(options)
+    spec.update(own)
+    return spec
+
+
+def _require(params, names, source):
+    missing = [name for name in names if not params.get(name)]
+    if missing:
+        raise InvalidInput("reading %s needs %s (or the environment variables %s)" % (
+            source, ", ".join(missing), ", ".join(name.upper() for name in missing)))
+
+
+def jira_factory(params, log=None):
+    """A function that builds a JiraService (one per thread) from the jira_* options."""
+    _require(params, ("jira_url", "jira_token"), "Jira")
+    mapped = dict(params, url=params["jira_url"], user=params.get("jira_user"), token=params["jira_token"])
+
+    def build():
+        return jira.JiraService(jira.client_from_params(mapped, log), params["jira_api_version"],
+                                deployment="dc" if (not params.get("jira_user") and params["jira_api_version"] == "2") else "cloud")
+    return build
+
+
+def dynatrace_service(params, log=None):
+    _require(params, ("dynatrace_url", "dynatrace_api_token"), "Dynatrace")
+    mapped = dict(params, url=params["dynatrace_url"], api_token=params["dynatrace_api_token"])
+    return dynatrace.DynatraceService(dynatrace.client_from_params(mapped, log), params["dynatrace_url"])
+
+
+def xmatters_client(params, log=None):
+    _require(params, ("xmatters_url", "xmatters_user", "xmatters_password"), "xMatters")
+    return _http.Client(params["xmatters_url"], service="xMatters",
+                        auth=_http.basic_auth(params["xmatters_user"], params["xmatters_password"]),
+                        retry=_options.retry_policy(params), **_options.client_kwargs(params, log))
 
 
 # --- records and files ---------------------------------------------------------------------------------------
@@ -77,11 +139,9 @@ def incidents_from_directory(directory):
 def incident_jql(label, project=None, start=None, end=None, extra=None):
     """The bounded JQL that selects the incident tickets of a period (created from a day before the period, as a
     ticket is opened a little after its problem was detected; the period is applied to the detection time)."""
-    from ansible_collections.selfheal.devops.plugins.module_utils.jira import jql_quote
-
-    clauses = ["labels = %s" % jql_quote(label)]
+    clauses = ["labels = %s" % jira.jql_quote(label)]
     if project:
-        clauses.insert(0, "project = %s" % jql_quote(project))
+        clauses.insert(0, "project = %s" % jira.jql_quote(project))
     if start is not None:
         clauses.append('created >= "%s"' % _jql_minute(start - 86400))
     if end is not None:

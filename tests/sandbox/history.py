@@ -258,6 +258,8 @@ def add_page(xm, key, plan, story, seed, index):
         "eventType": "USER", "priority": "HIGH", "incident": "INCIDENT_ID-%s" % event_id, "status": "TERMINATED" if story["resolved"] else "ACTIVE",
         "created": oncall.xm_time(paged), "created_epoch": paged,
         "terminated": oncall.xm_time(story["resolved"]) if story["resolved"] else None,
+        "history": [{"status": "ACTIVE", "at": paged}] + ([{"status": "TERMINATED", "at": story["resolved"]}]
+                                                           if story["resolved"] else []),
         "floodControl": False, "otherResponseCountThreshold": 2, "otherResponseCount": len(story["responses"]),
         "responseCountsEnabled": False, "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, "history-request/%s/%d" % (seed, index))),
         "submitter": None, "plan": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "xmatters/plan")), "name": "Selfheal Sandbox"},
@@ -286,8 +288,10 @@ def add_page(xm, key, plan, story, seed, index):
         if answer is not None:
             received = oncall.xm_time(answer["time"])
             notification["responded"] = received
-            notification["responses"] = {"count": 1, "total": 1, "data": [{"text": answer["response"], "received": received,
-                                                                           "comment": None}]}
+            notification["responses"] = {"count": 1, "total": 1, "data": [{
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "history/r/%s/%d/%s" % (seed, index, person))),
+                "text": answer["response"], "received": received, "received_epoch": answer["time"],
+                "notification": notification["id"], "comment": None}]}
             delivery["response"] = {"text": answer["response"], "notification": notification["id"], "received": received}
         event["deliveries"].append(delivery)
     xm["events"].append(event)
@@ -349,4 +353,8 @@ async def seed_route(request):
 
 
 def setup(sandbox, app):
+    """Register the seed route once (jira.setup also calls this, so the route exists whenever Jira is served)."""
+    if getattr(sandbox, "history_routes", False):
+        return
+    sandbox.history_routes = True
     app.router.add_post(PREFIX + "/seed", seed_route)
