@@ -255,7 +255,7 @@ class ServiceNowService(object):
         return (self.call("PATCH", "/api/now/table/%s/%s" % (table, sys_id), params=params, json_body=body).json or {}).get("result")
 
     # incidents ---------------------------------------------------------------------------------------------------
-    def find_incidents(self, correlation_id=None, correlation_display=None, number=None):
+    def find_incidents(self, correlation_id=None, correlation_display=None, number=None, fields=INCIDENT_FIELDS):
         """Incidents with that number, or that correlation_id (and correlation_display), oldest first."""
         if number:
             query = "number=%s" % q(number)
@@ -263,7 +263,7 @@ class ServiceNowService(object):
             query = "correlation_id=%s" % q(correlation_id)
             if correlation_display:
                 query += "^correlation_display=%s" % q(correlation_display)
-        return self.records("incident", query + "^ORDERBYsys_created_on", fields=INCIDENT_FIELDS, limit=20)
+        return self.records("incident", query + "^ORDERBYsys_created_on", fields=fields, limit=20)
 
     def find_group(self, ident):
         """The assignment group with that sys_id or name; None when there is none; InvalidInput when ambiguous."""

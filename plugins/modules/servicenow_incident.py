@@ -114,7 +114,7 @@ options:
     type: str
   fields:
     description:
-      - Other incident fields by column name, for example C({category: software, caller_id: abel.tuter}).
+      - Other incident fields by column name, for example C({category: software, caller_id: Abel Tuter}).
       - A field counts as unchanged when its value or its display value equals the given one, so reference fields
         may be given by sys_id or by display value.
     type: dict
@@ -303,8 +303,14 @@ def read_attachments(paths):
     return found
 
 
+def read_fields(params):
+    """The incident fields every read and write returns: the module's own and those of O(fields)."""
+    return servicenow.INCIDENT_FIELDS + tuple(sorted(set(params["fields"] or {}) - set(servicenow.INCIDENT_FIELDS)))
+
+
 def find_incident(params, service, warn):
-    found = service.find_incidents(params["incident_key"], params["correlation_display"], params["number"])
+    found = service.find_incidents(params["incident_key"], params["correlation_display"], params["number"],
+                                   fields=read_fields(params))
     if len(found) > 1:
         warn("%d ServiceNow incidents match %s (%s); using the oldest, %s" % (
             len(found), params["number"] or params["incident_key"],
@@ -459,10 +465,10 @@ def run(module, service, result):
     if record is None:
         result["created"] = True
         if not check:
-            record = service.create(TABLE, body, servicenow.INCIDENT_FIELDS)
+            record = service.create(TABLE, body, read_fields(params))
             result["written"].append("incident %s" % servicenow.value(record, "number"))
     elif body and not check:
-        record = service.update(TABLE, servicenow.value(record, "sys_id"), body, servicenow.INCIDENT_FIELDS)
+        record = service.update(TABLE, servicenow.value(record, "sys_id"), body, read_fields(params))
         result["written"].append("incident %s: %s" % (servicenow.value(record, "number"), ", ".join(sorted(body))))
 
     if missing:
