@@ -12,18 +12,32 @@ module: tempfile_cleanup
 short_description: Delete old temporary files under allow-listed roots, safely and fast
 version_added: 0.1.0
 description:
-  - Deletes files under O(paths) that match O(patterns), do not match O(excludes), are older than O(age) and at
-    least O(min_size), in one pass over each tree (what C(find ROOT -type f -mmin +N -delete) does, with the
-    safety a remediation that runs unattended needs).
-  - With O(target_free_percent) or O(target_free_bytes) it deletes the B(oldest) candidates first and stops as
-    soon as the filesystem of the root has that much free space.
-  - "Safety: every path must be absolute and inside one of O(allowed_roots); C(/) and system directories are
-    refused even when allowed; a root that is, or passes through, a symlink is refused; symlinks inside a root
-    are never followed (a matching link is removed as a link, never its target); other filesystems mounted
-    inside a root are left alone (O(one_file_system)); files open by a process can be kept
-    (O(skip_open_files)). Deletes are made relative to directory file descriptors opened with C(O_NOFOLLOW),
-    so a directory swapped for a symlink while the module runs cannot redirect a delete outside the root."
+  - Deletes regular files (and symlinks, as links) under O(paths) that match O(patterns), do not match O(excludes),
+    are older than O(age) and at least O(min_size), in one pass over each tree (what
+    C(find ROOT -xdev -type f -mmin +N -delete) does, with the safety a remediation that runs unattended as root needs).
+  - With O(target_free_percent) or O(target_free_bytes) it deletes the B(oldest) candidates first and stops as soon as
+    the filesystem of the root has that much free space (the space a file frees is its allocated blocks; a hard-linked
+    file frees nothing until its last link goes). Roots on the same filesystem share one oldest-first order.
+  - "Roots: every path must be absolute, inside one of O(allowed_roots), and free of symlinks. C(/) is never cleaned.
+    A path (or allowed root) that is, contains or lies inside a protected system tree is refused unless it is named
+    exactly in O(allow_protected_roots). The protected trees: C(/bin), C(/boot), C(/dev), C(/efi), C(/etc), C(/home),
+    C(/lib), C(/lib32), C(/lib64), C(/libx32), C(/lost+found), C(/media), C(/mnt), C(/nix), C(/opt), C(/proc),
+    C(/root), C(/run), C(/sbin), C(/snap), C(/srv), C(/sys), C(/usr), and under C(/var): C(backups), C(cache), C(db),
+    C(empty), C(lib), C(local), C(lock), C(log), C(mail), C(opt), C(run), C(spool), C(www), C(yp) (so C(/var) itself
+    is refused too). C(/tmp), C(/var/tmp) and their subtrees are allowed. Roots on pseudo filesystems (proc, sysfs,
+    devtmpfs, cgroup...) are always refused."
+  - "How nothing outside a root can be reached: each root is opened by walking from C(/) one component at a time with
+    C(O_NOFOLLOW|O_DIRECTORY), and only that directory descriptor is used afterwards (the path is never resolved
+    again), so swapping any directory above or inside the root for a symlink cannot redirect the run. Directories
+    are opened relative to their parent's descriptor, files are deleted with C(unlinkat) relative to their
+    directory's descriptor; symlinks are never followed. Other mounts inside a root, bind mounts of the same
+    filesystem included (compared by mount id), are left alone (O(one_file_system))."
+  - "Only regular files and symlinks may go: sockets, fifos and device nodes stay (RV(kept.not_regular)). Type, age,
+    size and inode come from an C(lstat) made right before each unlink; in target mode each chosen file is checked
+    again (same inode, still old enough, still not open) right before its unlink, and its directory is opened again
+    from the pinned root and must be the same directory."
   - A file that cannot be deleted (permission, immutable attribute) is reported in RV(errors); the run goes on.
+    Names that are not valid UTF-8 are returned with C(\\xNN) escapes.
 author:
   - selfheal.devops contributors (@selfheal-devops)
 extends_documentation_fragment:
@@ -31,37 +45,51 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Walks the trees and reports counts, bytes and a sample of what would be deleted, deleting nothing.
+    details: Runs the same walk and decisions and reports what would go (counts, bytes, emptied directories, whether the
+      target would be met, a sample), deleting nothing. Target mode is predicted from the files' allocated blocks.
   diff_mode:
     support: none
     details: A list of deleted files is not a useful diff; RV(sample) shows some of them.
 options:
   paths:
-    description: Directories to clean (absolute).
+    description: Directories to clean (absolute, no symlink on the way, none inside another).
     type: list
     elements: path
     required: true
   allowed_roots:
-    description: Directories under which cleaning is allowed at all; every path must resolve inside one.
+    description: Directories under which cleaning is allowed at all; every path must be inside one.
     type: list
     elements: path
     default: [/tmp, /var/tmp]
+  allow_protected_roots:
+    description:
+      - Exact directories that may be used in O(paths) or O(allowed_roots) although they are, contain or lie inside a
+        protected system tree (see the description), for example V(/var/cache/myapp/tmp). Only an exact match counts.
+        C(/) cannot be listed.
+    type: list
+    elements: path
+    default: []
   patterns:
-    description: Shell-style patterns a file name must match.
+    description: Shell-style patterns a file name must match (names only: a pattern with C(/) is refused).
     type: list
     elements: str
     default: ['*']
   excludes:
-    description: Shell-style patterns (name or path relative to the root) of files and directories to keep.
+    description:
+      - Shell-style patterns of files and directories to keep, matched against the name and against the path relative
+        to the root (V(keep/*), V(*.lock)); an excluded directory is not walked.
+      - An absolute pattern, or one with an empty, C(.) or C(..) component, can never match and is refused.
     type: list
     elements: str
     default: []
   age:
-    description: Minimum age, as seconds or with a unit (V(90s), V(30m), V(2h), V(7d), V(1w)); V(0) for any age.
+    description:
+      - Minimum age, as seconds or with a unit (V(90s), V(30m), V(2h), V(7d), V(1w)); V(0) for any age.
+      - Units are lower case; V(M) is refused as ambiguous (use V(m) for minutes, V(d) or V(w) for longer).
     type: str
     default: '0'
   age_stamp:
-    description: Which time stamp measures the age.
+    description: Which time stamp of a file measures its age (directories are judged by their modification time).
     type: str
     choices: [mtime, atime, ctime]
     default: mtime
@@ -70,21 +98,26 @@ options:
     type: str
     default: '0'
   target_free_percent:
-    description: Stop once the filesystem of the root has this percentage free (oldest files go first).
+    description: Stop once the filesystem of the root has this percentage free (oldest files go first); between 0 and 100.
     type: float
   target_free_bytes:
     description: Stop once the filesystem of the root has this much free (V(5G)); oldest files go first.
     type: str
   remove_empty_dirs:
-    description: Remove directories left empty (never the root itself).
+    description:
+      - Remove directories that are empty after the run (never a root), and only when their own modification time,
+        read before anything in them was deleted, is older than O(age) (a fresh empty directory stays).
     type: bool
     default: false
   one_file_system:
-    description: Do not descend into other filesystems mounted inside a root.
+    description: Do not descend into other mounts inside a root, bind mounts of the same filesystem included.
     type: bool
     default: true
   skip_open_files:
-    description: Keep files that a process has open (scans C(/proc/*/fd)).
+    description:
+      - Keep files that a process has open (scans C(/proc/*/fd) once, at the start).
+      - Refused unless the module runs as root and can read every process's descriptors (otherwise open files of other
+        users' processes could not be seen and would be deleted).
     type: bool
     default: false
   max_files:
@@ -95,8 +128,19 @@ options:
     description: How many deleted (or, in check mode, deletable) paths to return in RV(sample).
     type: int
     default: 20
+  usage_only:
+    description: Validate the options, open the roots and report the usage of their filesystems; walk and delete nothing.
+    type: bool
+    default: false
 notes:
-  - Runs on the managed host with the Python standard library only.
+  - Runs on the managed host with the Python standard library only (Linux: C(/proc/self/fdinfo) and
+    C(/proc/self/mountinfo)).
+  - Like C(find -delete), a file replaced by a fresh copy in the microseconds between the C(lstat) and the C(unlink)
+    can still be deleted; POSIX has no unlink-if-unchanged.
+seealso:
+  - name: systemd-tmpfiles
+    description: The age rules and mount handling this module follows.
+    link: https://www.freedesktop.org/software/systemd/man/latest/tmpfiles.d.html
 """
 
 EXAMPLES = r"""
@@ -108,6 +152,7 @@ EXAMPLES = r"""
     excludes: ["*.lock", "keep/*"]
     target_free_percent: 20
     skip_open_files: true
+  become: true
   register: cleanup
 
 - name: What would go (dry run)
@@ -115,6 +160,13 @@ EXAMPLES = r"""
     paths: [/var/tmp/app-cache]
     age: 7d
   check_mode: true
+
+- name: A cache under a protected tree, named explicitly
+  selfheal.devops.tempfile_cleanup:
+    paths: [/var/cache/myapp/tmp]
+    allowed_roots: [/var/cache/myapp/tmp]
+    allow_protected_roots: [/var/cache/myapp/tmp]
+    age: 1d
 """
 
 RETURN = r"""
@@ -124,36 +176,48 @@ deleted:
   type: int
   sample: 18402
 bytes_freed:
-  description: Bytes those files used (apparent size).
+  description: Disk space released (allocated blocks; a hard-linked file counts when its last link goes).
   returned: always
   type: int
 dirs_removed:
-  description: Empty directories removed.
+  description: Empty directories removed (or that would be in check mode).
   returned: always
   type: int
 kept:
-  description: Files kept, by reason.
+  description:
+    - Files kept, by reason; C(not_regular) counts sockets, fifos and device nodes, C(not_needed) candidates left because
+      the target was met, C(replaced) chosen files that changed between the walk and their delete (target mode).
   returned: always
   type: dict
-  sample: {"too_young": 120, "excluded": 4, "too_small": 0, "not_matched": 9, "open": 1, "other_fs": 0, "limit": 0}
+  sample: {"too_young": 120, "excluded": 4, "too_small": 0, "not_matched": 9, "not_regular": 1, "open": 1, "other_fs": 0,
+           "limit": 0, "not_needed": 3000, "replaced": 0}
 errors:
-  description: Files that could not be deleted, with the reason.
+  description: Files and directories that could not be handled, with the reason (at most 1,000; see RV(error_count)).
   returned: always
   type: list
   elements: dict
-  sample: [{"path": "/tmp/app/locked.tmp", "error": "[Errno 1] Operation not permitted"}]
+  sample: [{"path": "/tmp/app/locked.tmp", "error": "Operation not permitted (EPERM)"}]
+error_count:
+  description: How many errors there were in all.
+  returned: always
+  type: int
 usage_before:
-  description: The filesystem of the first root before cleaning (total, used, free in bytes, used_percent).
+  description: The filesystem of the first path before cleaning (total, used, free in bytes, used_percent).
   returned: always
   type: dict
 usage_after:
-  description: The same after cleaning.
+  description: The same after cleaning (in check mode, as it is: nothing was deleted).
   returned: always
   type: dict
 target_met:
-  description: Whether the free-space target is met (true when there is no target).
+  description: Whether the free-space target is met on every filesystem (in check mode, would be); true without a target.
   returned: always
   type: bool
+filesystems:
+  description: Per filesystem - its paths, usage_before, usage_after, target_free_bytes (null without a target), target_met.
+  returned: always
+  type: list
+  elements: dict
 sample:
   description: Some of the deleted (or deletable) paths.
   returned: always
@@ -165,321 +229,15 @@ duration:
   type: float
 """
 
-import errno
-import fnmatch
-import heapq
-import operator
-import os
-import re
-import stat
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-PROTECTED = frozenset(["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
-                       "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var", "/var/lib",
-                       "/var/log", "/var/cache", "/var/spool", "/var/mail", "/var/opt", "/var/run", "/snap", "/nix"])
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-SIZES = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+from ansible_collections.selfheal.devops.plugins.module_utils._tempfiles import Refused, clean, printable
 
 
-class Refused(Exception):
-    """Unsafe or invalid input: nothing was deleted."""
-
-
-def parse_amount(text, units, what):
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]?)\s*$", str(text))
-    if not match or match.group(2).lower() not in units:
-        raise Refused("%s %r is not a number with an optional unit (%s)" % (what, text, ", ".join(u for u in units if u)))
-    return float(match.group(1)) * units[match.group(2).lower()]
-
-
-def usage(path):
-    vfs = os.statvfs(path)
-    total, free = vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize
-    used = total - vfs.f_bfree * vfs.f_frsize
-    return {"total": total, "used": used, "free": free,
-            "used_percent": round(100.0 * used / (used + free), 2) if used + free else 0.0}
-
-
-def check_roots(paths, allowed):
-    """Absolute, symlink-free roots inside an allowed, unprotected root; raises Refused otherwise."""
-    allowed_real = []
-    for root in allowed:
-        if not os.path.isabs(root):
-            raise Refused("allowed root %s is not absolute" % root)
-        real = os.path.realpath(root)
-        if real in PROTECTED or os.path.normpath(root) in PROTECTED:
-            raise Refused("allowed root %s is a system directory; cleaning it is refused" % root)
-        allowed_real.append(real)
-    checked = []
-    for path in paths:
-        if not os.path.isabs(path):
-            raise Refused("path %s is not absolute" % path)
-        normal = os.path.normpath(path)
-        real = os.path.realpath(path)
-        if normal in PROTECTED or real in PROTECTED:
-            raise Refused("path %s is a system directory; cleaning it is refused" % path)
-        if real != normal:
-            raise Refused("path %s is or passes through a symlink (resolves to %s); refused" % (path, real))
-        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in allowed_real):
-            raise Refused("path %s is outside the allowed roots (%s)" % (path, ", ".join(allowed)))
-        if not os.path.isdir(real):
-            raise Refused("path %s is not a directory" % path)
-        checked.append(real)
-    return checked
-
-
-def open_files():
-    """(device, inode) of every file some process has open."""
-    found = set()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        fd_dir = "/proc/%s/fd" % pid
-        try:
-            names = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for name in names:
-            try:
-                info = os.stat(os.path.join(fd_dir, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found.add((info.st_dev, info.st_ino))
-    return found
-
-
-class Cleaner(object):
-    """One pass over each tree. Deleting as it walks (streaming) or collecting the candidates (target mode)."""
-
-    # Deeper trees are reported, not walked: each level holds a directory descriptor open.
-    MAX_DEPTH = 256
-    # Candidates are deleted in batches of at most this many per directory: memory stays flat in huge directories.
-    BATCH = 4096
-
-    def __init__(self, params, check_mode, now=None):
-        self.check_mode = check_mode
-        self.patterns = [re.compile(fnmatch.translate(p)) for p in params["patterns"]]
-        self.match_all = "*" in params["patterns"]
-        self.excludes = [re.compile(fnmatch.translate(p)) for p in params["excludes"]]
-        self.min_age = parse_amount(params["age"], UNITS, "age")
-        self.min_size = parse_amount(params["min_size"], SIZES, "min_size")
-        self.stamp = operator.attrgetter("st_" + params["age_stamp"])
-        self.cutoff = (now or time.time()) - self.min_age
-        self.one_fs = params["one_file_system"]
-        self.remove_dirs = params["remove_empty_dirs"]
-        self.max_files = params["max_files"]
-        self.sample_size = params["sample_size"]
-        self.open = open_files() if params["skip_open_files"] else None
-        self.deleted = self.bytes = self.dirs_removed = 0
-        self.kept = dict.fromkeys(("too_young", "excluded", "too_small", "not_matched", "open", "other_fs", "limit"), 0)
-        self.errors = []
-        self.sample = []
-
-    # Decisions ------------------------------------------------------------------------------------
-    def excluded(self, name, relative):
-        return any(p.match(name) or p.match(relative) for p in self.excludes)
-
-    def name_reason(self, name, relative):
-        """None when the name may go, else why it stays (relative: the path under the root)."""
-        if self.excludes and self.excluded(name, relative):
-            return "excluded"
-        if not self.match_all and not any(p.match(name) for p in self.patterns):
-            return "not_matched"
-        return None
-
-    def limit_reached(self):
-        return self.max_files and self.deleted >= self.max_files
-
-    # Walking --------------------------------------------------------------------------------------
-    def clean_streaming(self, root):
-        """Delete every candidate as the walk meets it: memory does not grow with the tree."""
-        self._walk(root, None)
-
-    def clean_to_target(self, root, enough):
-        """Collect candidates compactly, then delete oldest first until enough() says the target is met."""
-        heap = []
-        self._walk(root, heap)
-        heapq.heapify(heap)
-        freed_in_check = 0
-        while heap and not enough(freed_in_check) and not self.limit_reached():
-            dummy, relative, size, inode = heapq.heappop(heap)
-            if self.delete_relative(root, relative, size, inode):
-                freed_in_check += size if self.check_mode else 0
-        self.kept["limit"] += len(heap) if self.limit_reached() else 0
-
-    def _walk(self, root, collect):
-        root_fd = os.open(root, DIR_FLAGS)
-        try:
-            self._dir(root_fd, root.rstrip("/") + "/", "", os.fstat(root_fd).st_dev, collect, 0)
-        finally:
-            os.close(root_fd)
-
-    def _dir(self, dir_fd, prefix, relative, root_dev, collect, depth):
-        """Files of one directory first (the hot loop: no call per file), then its subdirectories.
-
-        With collect (a list), candidates are appended as (stamp, relative path, size, inode); without it they are
-        deleted at once, relative to dir_fd (opened with O_NOFOLLOW, so nothing outside the root can be reached).
-        """
-        try:
-            entries = os.scandir(dir_fd)
-        except OSError as exc:
-            self.errors.append({"path": prefix, "error": str(exc)})
-            return
-        stamp, cutoff, min_size, opened = self.stamp, self.cutoff, self.min_size, self.open
-        filtered = bool(self.excludes) or not self.match_all
-        limit, kept, batch = self.max_files, self.kept, self.BATCH
-        too_young = 0
-        doomed, subdirs = [], []
-        with entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):  # d_type: no system call
-                        subdirs.append(entry)
-                        continue
-                except OSError:
-                    continue  # gone meanwhile
-                name = entry.name
-                if filtered:
-                    reason = self.name_reason(name, relative + name)
-                    if reason:
-                        kept[reason] += 1
-                        continue
-                try:
-                    info = entry.stat(follow_symlinks=False)  # one fstatat, links not followed
-                except OSError:
-                    continue
-                if stamp(info) > cutoff:
-                    too_young += 1
-                    continue
-                if info.st_size < min_size:
-                    kept["too_small"] += 1
-                    continue
-                if opened is not None and (info.st_dev, info.st_ino) in opened:
-                    kept["open"] += 1
-                    continue
-                if collect is not None:
-                    collect.append((stamp(info), relative + name, info.st_size, info.st_ino))
-                    continue
-                if limit and self.deleted + len(doomed) >= limit:
-                    kept["limit"] += 1
-                    continue
-                doomed.append((name, info.st_size))
-                if len(doomed) >= batch:
-                    self._unlink(dir_fd, prefix, doomed)
-                    doomed = []
-        # Deleting after the directory is read (not between reads) is measurably faster on tmpfs.
-        self._unlink(dir_fd, prefix, doomed)
-        kept["too_young"] += too_young
-        for entry in subdirs:
-            self._subdir(dir_fd, entry.name, prefix, relative, root_dev, collect, depth)
-
-    def _unlink(self, dir_fd, prefix, doomed):
-        """Delete (name, size) pairs of one directory; count what went, report what could not go."""
-        unlink, check_mode, sample = os.unlink, self.check_mode, self.sample
-        sampling = len(sample) < self.sample_size
-        deleted = freed = 0
-        for name, size in doomed:
-            if not check_mode:
-                try:
-                    unlink(name, dir_fd=dir_fd)
-                except OSError as exc:
-                    if exc.errno != errno.ENOENT:
-                        self.errors.append({"path": prefix + name, "error": str(exc)})
-                    continue
-            deleted += 1
-            freed += size
-            if sampling:
-                sample.append(prefix + name)
-                sampling = len(sample) < self.sample_size
-        self.deleted += deleted
-        self.bytes += freed
-
-    def _subdir(self, dir_fd, name, prefix, relative, root_dev, collect, depth):
-        child_rel = relative + name
-        if self.excludes and (self.excluded(name, child_rel) or self.excluded(name, child_rel + "/")):
-            self.kept["excluded"] += 1
-            return
-        if depth >= self.MAX_DEPTH:
-            self.errors.append({"path": prefix + name, "error": "nested deeper than %d levels; not walked" % self.MAX_DEPTH})
-            return
-        try:
-            child_fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-        except OSError as exc:  # swapped for a symlink (ELOOP/ENOTDIR) or no permission
-            self.errors.append({"path": prefix + name, "error": str(exc)})
-            return
-        try:
-            if self.one_fs and os.fstat(child_fd).st_dev != root_dev:
-                self.kept["other_fs"] += 1
-                return
-            self._dir(child_fd, prefix + name + "/", child_rel + "/", root_dev, collect, depth + 1)
-        finally:
-            os.close(child_fd)
-        if self.remove_dirs and not self.check_mode:
-            try:
-                os.rmdir(name, dir_fd=dir_fd)
-                self.dirs_removed += 1
-            except OSError:
-                pass  # not empty: something stayed
-
-    def delete_relative(self, root, relative, size, inode):
-        """Re-open each parent with O_NOFOLLOW, re-check the inode, then unlink: nothing can escape the root."""
-        parts = relative.split("/")
-        fds = []
-        try:
-            fd = os.open(root, DIR_FLAGS)
-            fds.append(fd)
-            for part in parts[:-1]:
-                fd = os.open(part, DIR_FLAGS, dir_fd=fd)
-                fds.append(fd)
-            try:
-                info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            except OSError:
-                return False
-            if info.st_ino != inode:
-                return False
-            before = self.deleted
-            self._unlink(fd, root.rstrip("/") + "/" + relative[:-len(parts[-1])], [(parts[-1], size)])
-            return self.deleted > before
-        except OSError as exc:
-            self.errors.append({"path": root.rstrip("/") + "/" + relative, "error": str(exc)})
-            return False
-        finally:
-            for opened in reversed(fds):
-                os.close(opened)
-
-
-def run(module):
-    params = module.params
-    started = time.time()
-    roots = check_roots(params["paths"], params["allowed_roots"])
-    cleaner = Cleaner(params, module.check_mode)
-    before = usage(roots[0])
-    target_bytes = None
-    if params["target_free_bytes"] is not None:
-        target_bytes = parse_amount(params["target_free_bytes"], SIZES, "target_free_bytes")
-    if params["target_free_percent"] is not None:
-        if not 0 < params["target_free_percent"] < 100:
-            raise Refused("target_free_percent must be between 0 and 100")
-        by_percent = (before["used"] + before["free"]) * params["target_free_percent"] / 100.0
-        target_bytes = max(target_bytes or 0, by_percent)
-    for root in roots:
-        if target_bytes is None:
-            cleaner.clean_streaming(root)
-        else:
-            def enough(freed_in_check, root=root):
-                return usage(root)["free"] + freed_in_check >= target_bytes
-
-            cleaner.clean_to_target(root, enough)
-    after = usage(roots[0])
-    met = True if target_bytes is None else after["free"] + (cleaner.bytes if module.check_mode else 0) >= target_bytes
-    return {"changed": cleaner.deleted > 0 or cleaner.dirs_removed > 0, "deleted": cleaner.deleted,
-            "bytes_freed": cleaner.bytes, "dirs_removed": cleaner.dirs_removed, "kept": cleaner.kept,
-            "errors": cleaner.errors, "usage_before": before, "usage_after": after, "target_met": met,
-            "sample": cleaner.sample, "duration": round(time.time() - started, 3)}
+def cleanup(params, check_mode):
+    """Run the cleanup; (changed, result, diff, warnings). Raises Refused before anything is deleted."""
+    result, warnings = clean(params, check_mode)
+    return result.pop("changed"), result, None, warnings
 
 
 def main():
@@ -487,6 +245,7 @@ def main():
         argument_spec=dict(
             paths=dict(type="list", elements="path", required=True),
             allowed_roots=dict(type="list", elements="path", default=["/tmp", "/var/tmp"]),
+            allow_protected_roots=dict(type="list", elements="path", default=[]),
             patterns=dict(type="list", elements="str", default=["*"]),
             excludes=dict(type="list", elements="str", default=[]),
             age=dict(type="str", default="0"),
@@ -499,14 +258,19 @@ def main():
             skip_open_files=dict(type="bool", default=False),
             max_files=dict(type="int", default=0),
             sample_size=dict(type="int", default=20),
+            usage_only=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     try:
-        result = run(module)
+        changed, result, dummy, warnings = cleanup(module.params, module.check_mode)
     except Refused as error:
-        module.fail_json(msg=str(error), refused=True, deleted=0)
-    module.exit_json(**result)
+        module.fail_json(refused=True, deleted=0, **error.to_fail_kwargs())
+    except OSError as error:  # the root itself vanished or became unreadable after it was opened
+        module.fail_json(msg="tempfile_cleanup stopped: %s" % printable(str(error)), deleted=0)
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(changed=changed, **result)
 
 
 if __name__ == "__main__":
