@@ -324,3 +324,27 @@ def enrich_from_xmatters(client, incidents, start=None, end=None, key_property=K
         metrics.apply_deliveries(incident, deliveries, paged=metrics.parse_time(event.get("created")))
         enriched.add(key)
     return len(enriched)
+
+
+def enrich_incident_from_xmatters(client, incident, key_property=KEY_PROPERTY):
+    """Add the pages of one incident (found by its key property, the escalation page's key too); returns how many."""
+    events = []
+    for value in (incident["key"], incident["key"] + "-escalated"):
+        found = _xm_collect(client, XM_API + "/events", {"propertyName": key_property, "propertyValue": value,
+                                                         "embed": "properties", "limit": 100})
+        events.extend(e for e in found if _property(e.get("properties"), key_property) == value)
+    for event in sorted(events, key=lambda e: metrics.parse_time(e.get("created")) or 0):
+        metrics.apply_deliveries(incident, xmatters_deliveries(client, event.get("id")),
+                                 paged=metrics.parse_time(event.get("created")))
+    return len(events)
+
+
+def evidence_of(problem):
+    """The evidence of a Dynatrace problem (API object) as rows: type, what, entity, since (ISO)."""
+    rows = []
+    for item in (problem.get("evidenceDetails") or {}).get("details") or []:
+        entity = item.get("entity") or {}
+        rows.append({"type": item.get("evidenceType"), "name": item.get("displayName"), "entity": entity.get("name"),
+                     "start": metrics.iso(metrics.parse_time(item.get("startTime"))),
+                     "root_cause_relevant": bool(item.get("rootCauseRelevant"))})
+    return rows
