@@ -14,10 +14,14 @@ version_added: 0.1.0
 description:
   - Manages one Slack channel per incident. Its name is O(name), or derived from O(incident_key) (with
     O(name_prefix)) and cleaned to Slack's rules (lowercase letters, digits, C(-) and C(_), at most 80 characters).
-  - O(state=present) creates the channel, or finds it when the name is taken (paging C(conversations.list),
-    archived channels included; an archived one is unarchived unless O(unarchive=false)); sets O(topic) and
-    O(purpose) when they differ; invites O(users) (Slack ids or e-mail addresses looked up with
+  - O(state=present) looks the channel up first (paging C(conversations.list), archived channels included; an
+    archived one is unarchived unless O(unarchive=false)) and creates it only when it does not exist, so a re-run
+    sends no C(conversations.create); a C(name_taken) answer (a channel created meanwhile) finds it instead. It sets
+    O(topic) and O(purpose) when they differ; invites O(users) (Slack ids or e-mail addresses looked up with
     C(users.lookupByEmail)) who are not members yet, in batches of 100; posts O(text) and/or O(blocks) once.
+  - Before the first write, every e-mail address is looked up and every user id that is not a member yet is read
+    (C(users.info)); an unknown or deactivated one fails, naming it, with nothing created. When a later step fails
+    after something was written, the failure says C(changed=true) and lists it in RV(written).
   - A message is posted once per O(message_id) (default a hash of the text and blocks). The message carries Slack
     message metadata (C(event_type) C(selfheal_devops_message), with the incident key and the message id), which
     a re-run looks for in the channel history (or the thread) before posting.
@@ -96,7 +100,10 @@ options:
     description: Identifies the message for posting once; default a hash of O(text) and O(blocks).
     type: str
   transcript_path:
-    description: With O(state=transcript), write the transcript to this file.
+    description:
+      - With O(state=transcript), write the transcript to this file (atomically).
+      - Folders above it that do not exist yet are created, readable by their owner only (mode C(0700)); an
+        existing folder is used as it is. A path that cannot be written fails with the reason.
     type: path
   transcript_format:
     description: Format of O(transcript_path).
@@ -104,8 +111,9 @@ options:
     choices: [markdown, json]
     default: markdown
 notes:
-  - Scopes - C(channels:manage) (C(groups:write) for private channels), C(channels:read), C(channels:history),
-    C(chat:write), C(users:read), C(users:read.email).
+  - Bot token scopes - C(channels:manage), C(channels:read), C(channels:history) (for private channels
+    C(groups:write), C(groups:read), C(groups:history)), C(chat:write), C(users:read) (C(users.info)) and
+    C(users:read.email) (C(users.lookupByEmail); Slack grants it only together with C(users:read)).
 seealso:
   - module: selfheal.devops.jira_incident
   - name: Slack Web API methods
@@ -179,10 +187,17 @@ path:
   description: The file the transcript was written to.
   returned: O(state=transcript) with O(transcript_path), outside check mode
   type: str
+written:
+  description: What this run had written when it failed (the failure then says C(changed=true)).
+  returned: on failure after a write
+  type: list
+  elements: str
+  sample: ["created channel #inc-dt-p-1234", "set the topic"]
 """
 
 import hashlib
 import json
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -190,6 +205,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, slack
 from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError
+
+TRANSCRIPT_FOLDER_MODE = 0o700
 
 
 def message_id_of(params):
@@ -200,17 +217,47 @@ def message_id_of(params):
 
 
 def resolve_users(service, users):
-    """Slack ids for ids and e-mail addresses; an unknown e-mail fails naming it."""
-    ids = []
+    """Slack ids for ids and e-mail addresses, in order, without repeats; an unknown e-mail fails naming it.
+
+    Returns (ids, looked_up): the ids looked up by e-mail are known to exist, the others are checked by check_ids().
+    """
+    ids, looked_up = [], set()
     for user in users:
+        if not user.strip():
+            raise InvalidInput("users: an entry is empty")
         if "@" in user:
             try:
-                ids.append(service.lookup_email(user)["id"])
+                found = service.lookup_email(user)
             except slack.SlackNotFound:
-                raise InvalidInput("no Slack user has the e-mail address %s (users.lookupByEmail: users_not_found)" % user)
+                raise InvalidInput("no Slack user has the e-mail address %s (users.lookupByEmail: users_not_found); "
+                                   "nothing was written" % user)
+            if found.get("deleted"):
+                raise InvalidInput("the Slack user with the e-mail address %s is deactivated; nothing was written" % user)
+            ids.append(found["id"])
+            looked_up.add(found["id"])
         else:
             ids.append(user)
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(ids)), looked_up
+
+
+def check_ids(service, ids):
+    """Fail, naming them, when some of these user ids do not exist or are deactivated (users.info)."""
+    unknown, deactivated = [], []
+    for uid in ids:
+        try:
+            user = service.call("users.info", read=True, user=uid)["user"]
+        except slack.SlackNotFound:
+            unknown.append(uid)
+            continue
+        if user.get("deleted"):
+            deactivated.append(uid)
+    problems = []
+    if unknown:
+        problems.append("unknown Slack user id(s): %s (users.info: user_not_found)" % ", ".join(unknown))
+    if deactivated:
+        problems.append("deactivated Slack user(s): %s" % ", ".join(deactivated))
+    if problems:
+        raise InvalidInput("%s; nothing was written" % "; ".join(problems))
 
 
 def view(channel):
@@ -223,21 +270,31 @@ def view(channel):
 
 def ensure_present(module, service, name, result, before, after):
     params, check = module.params, module.check_mode
-    # Every e-mail is resolved before anything is written: an unknown one fails with nothing created.
-    wanted_ids = resolve_users(service, params["users"])
+    # Everything is read and checked before the first write: lengths, every e-mail and user id, the channel and
+    # its members. A wrong input fails with nothing created; a re-run finds the channel and sends no create.
     for field in ("topic", "purpose"):
         if params[field] is not None and len(params[field]) > 250:
             raise InvalidInput("%s: Slack allows at most 250 characters (got %d)" % (field, len(params[field])))
-    channel = service.find_channel(name) if check else None
-    if not check:
-        channel, result["created"] = service.create_channel(name, params["private"])
-    elif channel is None:
+    wanted_ids, looked_up = resolve_users(service, params["users"])
+    channel = service.find_channel(name)
+    members = set(service.members(channel["id"])) if channel is not None else set()
+    check_ids(service, [uid for uid in wanted_ids if uid not in members and uid not in looked_up])
+    if channel is None:
         result["created"] = True
+        if not check:
+            # name_taken (a channel created meanwhile) is still handled: the channel is found, not created twice.
+            channel, result["created"] = service.create_channel(name, params["private"])
+            if result["created"]:
+                result["written"].append("created channel #%s" % name)
+                members = set(filter(None, [channel.get("creator")]))
+            else:
+                members = set(service.members(channel["id"]))
     if channel is not None and channel.get("is_archived"):
         if not params["unarchive"]:
             raise InvalidInput("Slack channel #%s exists and is archived (unarchive=false)" % name)
         if not check:
             service.call("conversations.unarchive", channel=channel["id"])
+            result["written"].append("unarchived #%s" % name)
             channel = service.info(channel["id"])
         else:
             channel = dict(channel, is_archived=False)
@@ -254,8 +311,8 @@ def ensure_present(module, service, name, result, before, after):
             result["changed"] = True
             if not check:
                 channel = service.call(method, channel=channel["id"], **{field: wanted}).get("channel") or channel
+                result["written"].append("set the %s" % field)
                 current[field] = wanted
-    members = set(service.members(channel["id"])) if channel is not None and not result["created"] else set()
     missing = [uid for uid in wanted_ids if uid not in members]
     if missing:
         result["changed"] = True
@@ -263,6 +320,7 @@ def ensure_present(module, service, name, result, before, after):
         after["members_added"] = missing
         if not check:
             service.invite(channel["id"], missing)
+            result["written"].append("invited %s" % ", ".join(missing))
     if params["text"] or params["blocks"]:
         post_once(module, service, channel, result, before, after)
     if channel is not None:
@@ -288,6 +346,7 @@ def post_once(module, service, channel, result, before, after):
     body = service.call("chat.postMessage", channel=channel["id"], text=params["text"], blocks=params["blocks"],
                         thread_ts=params["thread_ts"], metadata=metadata)
     result["ts"] = body["ts"]
+    result["written"].append("posted the message (ts %s)" % body["ts"])
 
 
 def archive(module, service, name, result, before, after):
@@ -299,6 +358,7 @@ def archive(module, service, name, result, before, after):
     result["changed"] = True
     if not module.check_mode:
         service.call("conversations.archive", channel=channel["id"])
+        result["written"].append("archived #%s" % name)
         result["channel"]["is_archived"] = True
 
 
@@ -325,7 +385,7 @@ def transcript(module, service, name, result):
         content = render(channel, messages, params["transcript_format"])
         result["path"] = params["transcript_path"]
         if read_text(params["transcript_path"]) != content:
-            write_transcript(params["transcript_path"], content)
+            write_transcript(params["transcript_path"], content, result)
             result["changed"] = True
 
 
@@ -349,19 +409,39 @@ def render(channel, messages, form):
     return "\n".join(lines) + "\n"
 
 
-def write_transcript(path, content):
+def missing_folders(path):
+    """The folders above path that do not exist yet, outermost first."""
+    missing = []
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder) and not os.path.lexists(folder) and folder != os.path.dirname(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def write_transcript(path, content, result):
+    """Write the transcript atomically; missing folders above it are created, readable by the owner only."""
     try:
+        for folder in missing_folders(path):
+            os.mkdir(folder, TRANSCRIPT_FOLDER_MODE)
+            os.chmod(folder, TRANSCRIPT_FOLDER_MODE)  # not widened by the umask, not narrowed either
+            result["written"].append("created folder %s" % folder)
         write_atomically(path, content)
     except (IOError, OSError) as exc:
-        raise InvalidInput("cannot write the transcript to %s: %s" % (path, exc))
+        raise InvalidInput("cannot write the transcript to %s: %s" % (path, exc.strerror or exc))
+    result["written"].append("wrote %s" % path)
 
 
-def run(module, service):
+def new_result():
+    return {"changed": False, "created": False, "invited": [], "posted": False, "channel": None, "written": []}
+
+
+def run(module, service, result):
+    """Fills result (result["written"] lists every write done, for an honest failure); returns the diff."""
     params = module.params
     name = params["name"] or slack.channel_name(params["incident_key"], params["name_prefix"])
     if not slack.valid_channel_name(name):
         raise InvalidInput("invalid Slack channel name %r: use at most 80 lowercase letters, digits, '-' and '_'" % name)
-    result = {"changed": False, "created": False, "invited": [], "posted": False, "channel": None}
     before, after = {}, {}
     if params["state"] == "present":
         ensure_present(module, service, name, result, before, after)
@@ -369,7 +449,18 @@ def run(module, service):
         archive(module, service, name, result, before, after)
     else:
         transcript(module, service, name, result)
-    return result, {"before": before, "after": after}
+    return {"before": before, "after": after}
+
+
+def failure(error, result):
+    """fail_json arguments: the error and, when something was written before it, changed=true and what."""
+    kwargs = dict((k, v) for k, v in result.items() if k not in ("written", "changed"))
+    kwargs.update(error.to_fail_kwargs())
+    kwargs["changed"] = bool(result["written"])
+    if result["written"]:
+        kwargs["written"] = result["written"]
+        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(result["written"]))
+    return kwargs
 
 
 def argument_spec():
@@ -396,11 +487,13 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     _options.require_requests(module)
+    result = new_result()
     try:
         service = slack.SlackService(slack.client_from_params(module.params, log=module.warn))
-        result, diff = run(module, service)
+        diff = run(module, service, result)
     except SelfHealError as error:
-        module.fail_json(**error.to_fail_kwargs())
+        module.fail_json(**failure(error, result))
+    del result["written"]
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)

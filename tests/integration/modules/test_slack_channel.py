@@ -123,3 +123,73 @@ def test_clear_errors_without_secrets(sandbox, sandbox_env, playbook):
     assert run["missing"]["failed"] and "does not exist" in run["missing"]["msg"]
     assert "Traceback" not in run.stdout + run.stderr
     assert slack_state(sandbox)["channels"] == {}  # the unknown e-mail failed before the channel was created
+
+
+# --- strict inputs and honest results (issue 20) -------------------------------------------------------------
+
+def test_an_unknown_user_id_fails_naming_it_before_anything_is_created(sandbox, sandbox_env, playbook):
+    """Used to create the channel and set its topic, then fail on conversations.invite without naming the user."""
+    run = playbook([task("unknown id", topic="P-1234", users=["oncall.primary@example.com", "U9NOSUCH1", "U10000002"],
+                         text="opened"),
+                    task("unknown in check mode", check=True, users=["U9NOSUCH1"])], env=sandbox_env)
+    result = run["unknown id"]
+    assert result["failed"] and result["error_kind"] == "invalid_input" and result["changed"] is False, result
+    assert "unknown Slack user id(s): U9NOSUCH1" in result["msg"] and "nothing was written" in result["msg"]
+    assert "U10000002" not in result["msg"]
+    assert run["unknown in check mode"]["failed"] and "U9NOSUCH1" in run["unknown in check mode"]["msg"]
+    assert slack_state(sandbox)["channels"] == {}
+    assert not [r for r in sandbox.requests(credentials.SLACK_PREFIX + "/*") if r["method"] == "POST"]
+    run.assert_no_secret()
+
+
+def test_a_rerun_looks_the_channel_up_and_sends_no_create(sandbox, sandbox_env, playbook):
+    """Re-runs used to send conversations.create every time (answered name_taken)."""
+    steps = phases("present", topic="P-1234", text="opened") + [task("archive", state="archived"), task("reopen", text="opened")]
+    run = playbook(steps, env=sandbox_env)
+    assert run["present apply"]["created"] and not run["present rerun"]["changed"]
+    assert run["reopen"]["changed"] and not run["reopen"]["created"] and run["reopen"]["channel"]["is_archived"] is False
+    creates = sandbox.requests(credentials.SLACK_PREFIX + "/conversations.create")
+    assert len(creates) == 1  # the apply; check mode, the re-run and the reopen only looked it up
+    assert len(slack_state(sandbox)["channels"]) == 1
+
+
+def test_name_taken_in_a_race_still_finds_the_channel(sandbox, sandbox_env, playbook):
+    """Another run creates the channel between our look-up and our create: name_taken, then found, not doubled."""
+    playbook([task("first", topic="P-1234")], env=sandbox_env)
+    sandbox.fault(credentials.SLACK_PREFIX + "/conversations.list", times=1, status=200,
+                  body={"ok": True, "channels": [], "response_metadata": {"next_cursor": ""}})
+    run = playbook([task("racing", topic="P-1234", text="hello")], env=sandbox_env)
+    result = run["racing"]
+    assert not result.get("failed") and not result["created"] and result["posted"], result
+    assert len(sandbox.requests(credentials.SLACK_PREFIX + "/conversations.create")) == 2  # the first run, the race
+    assert len(slack_state(sandbox)["channels"]) == 1
+
+
+def test_a_failure_after_a_write_says_changed_and_what_was_written(sandbox, sandbox_env, playbook):
+    sandbox.fault(credentials.SLACK_PREFIX + "/conversations.invite", times=1, status=200,
+                  body={"ok": False, "error": "user_is_restricted"})
+    run = playbook([task("invite refused", topic="P-1234", users=["oncall.primary@example.com"], text="opened")],
+                   env=sandbox_env)
+    result = run["invite refused"]
+    assert result["failed"] and result["changed"] is True, result
+    assert result["written"] == ["created channel #inc-dt-p-1234", "set the topic"]
+    assert "user_is_restricted" in result["msg"] and "this run had already created channel #inc-dt-p-1234" in result["msg"]
+    run.assert_no_secret()
+
+
+def test_transcript_creates_missing_folders_owner_only_and_fails_clearly(sandbox, sandbox_env, playbook, tmp_path):
+    """The EXAMPLES path (/var/tmp/selfheal/<key>-slack.md) failed when its folder was missing."""
+    target = tmp_path / "selfheal" / "incidents" / "dt-P-1234-slack.md"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    run = playbook([task("open", text="opened"),
+                    task("export", state="transcript", transcript_path=str(target)),
+                    task("export again", state="transcript", transcript_path=str(target)),
+                    task("under a file", state="transcript", transcript_path=str(blocker / "t.md"))], env=sandbox_env)
+    assert run["export"]["changed"] and run["export"]["path"] == str(target), run["export"]
+    assert "opened" in target.read_text()
+    assert oct(target.parent.stat().st_mode & 0o777) == oct(0o700) and oct(target.parent.parent.stat().st_mode & 0o777) == oct(0o700)
+    assert not run["export again"]["changed"]
+    failed = run["under a file"]
+    assert failed["failed"] and failed["error_kind"] == "invalid_input" and "Not a directory" in failed["msg"]
+    assert "Traceback" not in run.stdout + run.stderr

@@ -86,3 +86,56 @@ def test_transcript_puts_thread_replies_after_their_parent():
         {"ok": True, "messages": [{"ts": "2", "text": "b"}, {"ts": "2.1", "text": "b1"}, {"ts": "2.2", "text": "b2"}]},
     ])
     assert [m["text"] for m in slack.SlackService(client).transcript("C1")] == ["a", "b", "b1", "b2", "c"]
+
+
+# --- slack_channel: inputs checked before writing, honest failures, transcript folders ---------------------------
+
+def test_resolve_users_refuses_an_unknown_or_deactivated_address_and_empty_entries():
+    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+
+    client = Client([{"ok": True, "user": {"id": "U1", "deleted": False}}, {"ok": True, "user": {"id": "U1"}}])
+    ids, looked_up = slack_channel.resolve_users(slack.SlackService(client), ["a@x.test", "U2", "A@x.test", "U2"])
+    assert ids == ["U1", "U2"] and looked_up == {"U1"}
+    service = slack.SlackService(Client([{"ok": True, "user": {"id": "U3", "deleted": True}}]))
+    with pytest.raises(InvalidInput, match="gone@x.test is deactivated"):
+        slack_channel.resolve_users(service, ["gone@x.test"])
+    with pytest.raises(InvalidInput, match="an entry is empty"):
+        slack_channel.resolve_users(slack.SlackService(Client([])), [" "])
+
+
+def test_check_ids_names_every_unknown_and_deactivated_user():
+    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+
+    client = Client([{"ok": True, "user": {"id": "U1"}}, {"ok": False, "error": "user_not_found"},
+                     {"ok": True, "user": {"id": "U3", "deleted": True}}, {"ok": False, "error": "user_not_found"}])
+    with pytest.raises(InvalidInput) as info:
+        slack_channel.check_ids(slack.SlackService(client), ["U1", "U2", "U3", "U4"])
+    assert str(info.value) == ("unknown Slack user id(s): U2, U4 (users.info: user_not_found); "
+                               "deactivated Slack user(s): U3; nothing was written")
+    assert [c[:2] for c in client.calls] == [("GET", "users.info")] * 4
+    slack_channel.check_ids(slack.SlackService(Client([])), [])  # nothing to check, nothing asked
+
+
+def test_failure_reports_changed_only_after_a_write():
+    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+
+    result = slack_channel.new_result()
+    quiet = slack_channel.failure(InvalidInput("bad"), result)
+    assert quiet["changed"] is False and "written" not in quiet and quiet["msg"] == "bad"
+    result["written"] += ["created channel #inc-1", "set the topic"]
+    loud = slack_channel.failure(slack.SlackError("conversations.invite", "user_is_restricted"), result)
+    assert loud["changed"] is True and loud["written"] == ["created channel #inc-1", "set the topic"]
+    assert loud["msg"].endswith("(this run had already created channel #inc-1; set the topic)")
+
+
+def test_missing_folders_are_created_owner_only(tmp_path):
+    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+
+    path = tmp_path / "x" / "y" / "t.md"
+    assert slack_channel.missing_folders(str(path)) == [str(tmp_path / "x"), str(tmp_path / "x" / "y")]
+    result = slack_channel.new_result()
+    slack_channel.write_transcript(str(path), "hello\n", result)
+    assert path.read_text() == "hello\n" and (tmp_path / "x").stat().st_mode & 0o777 == 0o700
+    assert result["written"] == ["created folder %s" % (tmp_path / "x"), "created folder %s" % (tmp_path / "x" / "y"),
+                                 "wrote %s" % path]
+    assert slack_channel.missing_folders(str(path)) == []
