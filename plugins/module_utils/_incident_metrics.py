@@ -156,7 +156,7 @@ def title_signature(title):
     hexadecimal ids, quoted values and percentages replaced by '#', punctuation folded into single spaces."""
     text = str(title or "").lower()
     text = re.sub(r"\"[^\"]*\"|'[^']*'", "#", text)
-    text = re.sub(r"\b[0-9a-f]{8,}\b", "#", text)
+    text = re.sub(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", "#", text)
     text = re.sub(r"\d+(\.\d+)?\s*%?", "#", text)
     text = re.sub(r"[^a-z#]+", " ", text)
     return re.sub(r"\s+", " ", text).strip()
