@@ -157,7 +157,7 @@ def title_signature(title):
     text = str(title or "").lower()
     text = re.sub(r"\"[^\"]*\"|'[^']*'", "#", text)
     text = re.sub(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b", "#", text)
-    text = re.sub(r"\d+(\.\d+)?\s*%?", "#", text)
+    text = re.sub(r"\d+(\.\d+)?(\s*%)?", "#", text)
     text = re.sub(r"[^a-z#]+", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
