@@ -28,7 +28,7 @@ options:
     type: str
   token:
     description:
-      - An OAuth access token, sent as C(Authorization: Bearer); takes precedence over the other credentials.
+      - An OAuth access token, sent as a Bearer token; takes precedence over the other credentials.
       - If not set, the value of the E(SERVICENOW_TOKEN) environment variable is used, else E(SN_ACCESS_TOKEN).
     type: str
   client_id:

@@ -57,6 +57,7 @@ def test_api_error_text_reads_every_service_shape(body, expected):
 
 FRAGMENTS = {
     "dynatrace": "dynatrace", "jira": "jira", "slack": "slack", "oncall": "oncall", "keptn": "keptn",
+    "servicenow": "servicenow", "msgraph": "msgraph",
 }
 
 
@@ -89,7 +90,7 @@ def test_shared_connection_options_match_their_doc_fragment():
 
 
 def test_secrets_are_no_log():
-    secret_names = {"api_token", "token", "xmatters_password", "routing_key"}
+    secret_names = {"api_token", "token", "xmatters_password", "routing_key", "password", "client_secret"}
     for service, spec in _options.SERVICES.items():
         for name, option in spec.items():
             assert option.get("no_log", False) == (name in secret_names), (service, name)
