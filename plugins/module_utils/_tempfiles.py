@@ -318,11 +318,13 @@ def open_root(path, mounts):
 def _open_refusal(path, walked, part, parent_fd, exc):
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
         try:
-            is_link = stat.S_ISLNK(os.lstat(part, dir_fd=parent_fd).st_mode)
+            mode = os.lstat(part, dir_fd=parent_fd).st_mode
         except OSError:
-            is_link = False
-        if is_link or exc.errno == errno.ELOOP:
+            mode = 0
+        if stat.S_ISLNK(mode):
             return "path %s is or passes through a symlink (%s); refused" % (path, walked)
+        if not mode or stat.S_ISDIR(mode) or exc.errno == errno.ELOOP:  # a symlink when opened, now gone or a directory again
+            return "path %s changed while it was opened (%s was swapped with a symlink); refused" % (path, walked)
         return "path %s is not a directory (%s is not one)" % (path, walked)
     if exc.errno == errno.ENOENT:
         return "path %s is not a directory: %s does not exist (or was just renamed)" % (path, walked)
