@@ -78,10 +78,15 @@ e2e: venv collection system-deps ## ansible-rulebook end to end
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 # The role scenarios in extensions/molecule (molecule finds them from the collection root): default driver,
-# local connection, no container engine, offline. MOLECULE_ARGS="-s process_restart" narrows it.
-MOLECULE_ARGS ?= --all
+# local connection, no container engine, offline. One `molecule test -s` per scenario, so that every scenario runs
+# (and cleans up) even when an earlier one fails. MOLECULE_SCENARIOS="process_restart" narrows it.
+MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard extensions/molecule/*/molecule.yml)))))
 molecule: venv collection system-deps ## molecule test of every role scenario (extensions/molecule), offline
-	NO_COLOR=1 $(BIN)/molecule test $(MOLECULE_ARGS)
+	@failed=""; for scenario in $(MOLECULE_SCENARIOS); do \
+		echo ">> molecule test -s $$scenario"; \
+		NO_COLOR=1 $(BIN)/molecule test -s $$scenario || failed="$$failed $$scenario"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "molecule: failed scenarios:$$failed"; exit 1; fi
 
 test: lint sanity units integration e2e molecule ## everything CI checks
 
