@@ -93,7 +93,7 @@ options:
     type: str
   severity_map:
     description:
-      - Overrides of the severity mapping, for example C({PERFORMANCE: {urgency: 1, impact: 2}}).
+      - "Overrides of the severity mapping, for example C({PERFORMANCE: {urgency: 1, impact: 2}})."
     type: dict
     default: {}
   urgency:
@@ -114,7 +114,7 @@ options:
     type: str
   fields:
     description:
-      - Other incident fields by column name, for example C({category: software, caller_id: Abel Tuter}).
+      - "Other incident fields by column name, for example C({category: software, caller_id: Abel Tuter})."
       - A field counts as unchanged when its value or its display value equals the given one, so reference fields
         may be given by sys_id or by display value.
     type: dict

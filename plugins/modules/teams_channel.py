@@ -15,12 +15,12 @@ description:
   - Manages one channel per incident in a configured team through Microsoft Graph v1.0, with an app registration's
     application permissions (client credentials from the Microsoft identity platform; the token is cached for its
     lifetime and fetched again when it expires or Graph answers 401).
-  - The channel is O(name), or derived from O(incident_key) with O(name_prefix) (Teams rules - at most 50
-    characters, none of C(~ # % & * { } + / \ : < > ? | ' " ,)).
-  - O(state=present) finds the channel by display name (C($filter=displayName eq '...')) before creating it, so a
+  - The channel is O(name), or derived from O(incident_key) with O(name_prefix), following Teams' rules for channel
+    names (at most 50 characters, none of the characters Teams refuses; see O(name)).
+  - O(state=present) finds the channel by display name (C($filter=displayName eq 'name')) before creating it, so a
     re-run never creates a second one; an archived one is unarchived unless O(unarchive=false). It adds O(members)
     (user principal names, e-mail addresses or object ids, all looked up before anything is written - an unknown
-    one fails naming it): to the team for a standard channel (its members are the team's), to the channel for a
+    one fails naming it) - to the team for a standard channel (its members are the team's), to the channel for a
     private one (O(owners) become its owners). It posts O(text) once.
   - A message is posted once per O(message_id) (default a hash of O(text) and O(reply_to)); it ends with a marker
     line C([selfheal:<id>]) that a re-run looks for in the channel's messages (or the thread's replies).
@@ -30,9 +30,9 @@ description:
   - O(state=transcript) reads every message and its replies (C($expand=replies), pages through
     C(@odata.nextLink)), returns them oldest first and, with O(transcript_path), writes them as Markdown or JSON
     (atomically, only when the content changed).
-  - O(state=closed) archives the channel (Graph v1.0 C(channel: archive); asynchronous on Teams' side) and/or renames
+  - O(state=closed) archives the channel (Graph v1.0 C(POST .../channels/{id}/archive), asynchronous on the Teams side) and/or renames
     it with O(closed_prefix), as O(close_action) says. To archive a whole team that was made for one incident, use
-    Graph's C(team: archive) outside this module.
+    Graph's C(POST /teams/{id}/archive) outside this module.
   - HTTP 429 is retried after C(Retry-After); Graph's error C(code) and C(message) end up in the failure message.
 author:
   - selfheal.devops contributors (@selfheal-devops)
@@ -63,7 +63,10 @@ options:
     type: str
     required: true
   name:
-    description: Channel display name; must follow Teams' rules. Default derived from O(incident_key).
+    description:
+      - Channel display name. Default derived from O(incident_key) (characters Teams refuses become C(-)).
+      - "Teams refuses names longer than 50 characters, names with any of C(~ # % & * { } + / \\ : < > ? | ' \" ,)
+        or C(..), and names that start with C(_) or C(.) or end with C(.)."
     type: str
   name_prefix:
     description: Prefix of the derived channel name.

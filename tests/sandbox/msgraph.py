@@ -695,7 +695,7 @@ async def bot_call(request, conversation=None):
         if not body.get("isGroup") or not cid:
             return bot_error(400, "BadArgument", "Conversation parameters are invalid for a channel thread.")  # [U]
     else:
-        cid, _, reply_to = conversation.partition(";messageid=")
+        cid, dummy, reply_to = conversation.partition(";messageid=")
         activity = body
     team, channel = locate_channel(graph, cid)
     if channel is None:

@@ -135,7 +135,7 @@ def authenticate(request):
     header = request.headers.get("Authorization", "")
     if header.startswith("Basic "):
         try:
-            name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+            name, dummy, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
             name, password = "", ""
         if credentials.SERVICENOW_ACCOUNTS.get(name) == password:

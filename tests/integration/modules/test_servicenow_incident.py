@@ -29,6 +29,13 @@ def writes(entries):
     return [e for e in entries if e["method"] not in ("GET", "HEAD")]
 
 
+def opened(**changes):
+    """The arguments of OPEN with some changed."""
+    merged = dict(OPEN)
+    merged.update(changes)
+    return merged
+
+
 OPEN = dict(short_description="Dynatrace P-1234: web crashed on web-01", description="Opened by selfheal.devops",
             severity="ERROR", assignment_group="Linux Operations", host="web-01.example.com",
             work_note="Restarting web on web-01.", fields={"category": "software", "caller_id": "Abel Tuter"})
@@ -155,13 +162,13 @@ def test_clear_errors_nothing_half_created_no_secret(sandbox, sandbox_env, playb
     evidence.write_text("evidence\n")
     run = playbook([
         task("bad password", password="sn-wrong-password-9999", **OPEN),
-        task("unknown group", **dict(OPEN, assignment_group="Nobody Home")),
-        task("unknown host", **dict(OPEN, host="ghost-99.example.com", assignment_group=None)),
+        task("unknown group", **opened(assignment_group="Nobody Home")),
+        task("unknown host", **opened(host="ghost-99.example.com", assignment_group=None)),
         task("no description", incident_key="dt-P-9", work_note="x"),
         task("nothing to update", incident_key="dt-P-8", state="updated", comment="x"),
         task("resolve without notes", state="resolved"),
         task("unreadable file", attachments=[str(tmp_path / "missing.txt")], **OPEN),
-        task("unknown severity", **dict(OPEN, severity="APOCALYPSE")),
+        task("unknown severity", **opened(severity="APOCALYPSE")),
         task("no role", user=credentials.SERVICENOW_NOROLE_USER, password=credentials.SERVICENOW_NOROLE_PASSWORD,
              incident_key="dt-P-7", short_description="x"),
     ], env=sandbox_env)

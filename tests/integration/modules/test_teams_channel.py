@@ -103,8 +103,9 @@ def test_private_channel_and_graph_posting_with_a_delegated_token(sandbox, sandb
     delegated = dict(sandbox_env, MSGRAPH_TOKEN=credentials.MSGRAPH_DELEGATED_TOKEN)
     args = dict(name="inc-private-1", membership_type="private", owners=["selfheal.bot@example.com"],
                 members=["oncall.primary@example.com"], text="Private incident room.", post_as="graph")
-    run = playbook([task("open", **args), task("again", **args), task("add one", **dict(args, members=[
-        "oncall.primary@example.com", "dba.two@example.com"]))], env=delegated)
+    more = dict(args)
+    more["members"] = ["oncall.primary@example.com", "dba.two@example.com"]
+    run = playbook([task("open", **args), task("again", **args), task("add one", **more)], env=delegated)
     run.assert_no_secret()
     assert run["open"]["created"] and run["open"]["posted"] and run["open"]["added"] == [user_id(sandbox, "oncall.primary@example.com")]
     assert not run["again"]["changed"]

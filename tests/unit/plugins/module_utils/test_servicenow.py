@@ -181,8 +181,8 @@ def test_credentials_choice():
 
 def test_a_401_with_an_oauth_token_fetches_a_new_token_once():
     tokens = Fake((200, {"access_token": "first-token-1", "expires_in": 1800}, {}),
-                       (200, {"access_token": "second-token-2", "expires_in": 1800}, {}),
-                       (200, {"access_token": "third-token-3", "expires_in": 1800}, {}))
+                  (200, {"access_token": "second-token-2", "expires_in": 1800}, {}),
+                  (200, {"access_token": "third-token-3", "expires_in": 1800}, {}))
     auth = OAuth2TokenAuth(tokens, "/oauth_token.do", {"grant_type": "client_credentials", "client_id": "c",
                                                        "client_secret": "s"}, "ServiceNow OAuth")
 
