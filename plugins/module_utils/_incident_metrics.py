@@ -406,8 +406,9 @@ def apply_problem(incident, problem):
     if detected is not None:
         incident["times"]["detected"] = detected
         incident["detected_from"] = "dynatrace"
-        onset = min([t for t in evidence if t is not None] + [detected])
-        incident["times"]["onset"] = onset
+        known = [t for t in evidence if t is not None]
+        if known:  # without evidence the onset is unknown (not the detection itself)
+            incident["times"]["onset"] = min(known + [detected])
     _add_source(incident, "dynatrace")
     return finish(incident)
 
