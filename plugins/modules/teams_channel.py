@@ -22,7 +22,7 @@ description:
     (user principal names, e-mail addresses or object ids, all looked up before anything is written - an unknown
     one fails naming it) - to the team for a standard channel (its members are the team's), to the channel for a
     private one (O(owners) become its owners). It posts O(text) once.
-  - A message is posted once per O(message_id) (default a hash of O(text) and O(reply_to)); it ends with a marker
+  - A message is posted once per O(message_id) (default a hash of O(incident_key), O(text) and O(reply_to)); it ends with a marker
     line C([selfheal:<id>]) that a re-run looks for in the channel's messages (or the thread's replies).
   - Messages are posted as the app's bot through the Bot Framework connector (O(post_as=bot)), because Graph lets
     an application token post channel messages only when importing into a channel in migration mode. With a
@@ -108,7 +108,7 @@ options:
     description: Post the message as a reply in this thread (the Graph id of the thread's first message).
     type: str
   message_id:
-    description: Identifies the message for posting once; default a hash of O(text) and O(reply_to).
+    description: Identifies the message for posting once; default a hash of O(incident_key), O(text) and O(reply_to).
     type: str
   post_as:
     description:
