@@ -24,10 +24,7 @@ import hashlib
 import re
 import time
 
-try:
-    from html import unescape as html_unescape
-except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    html_unescape = None
+from html import unescape as html_unescape
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _http, _options
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
@@ -254,7 +251,7 @@ def html_to_text(content):
     """Plain text of a Teams message body (HTML): block tags become line breaks, other tags go, entities decode."""
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</li>", "\n", content or "")
     text = re.sub(r"(?s)<[^>]+>", "", text)
-    text = html_unescape(text) if html_unescape else text
+    text = html_unescape(text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 

@@ -805,3 +805,27 @@ def setup(sandbox, app):
     router.add_route("*", "/_sandbox/msgraph/config", admin_config)
     router.add_post("/_sandbox/msgraph/messages", admin_messages)
     router.add_post("/_sandbox/msgraph/teams/{team}", admin_team)
+
+
+def watch_channels(state):
+    """Teams channels (General left out) as rows of the watch page's channel table (ui.py `channels_of` shape)."""
+    graph = state.get("msgraph") or {}
+
+    def line(message):
+        origin = message.get("from") or {}
+        who = (origin.get("user") or origin.get("application") or {}).get("displayName") or "?"
+        text = re.sub(r"<[^>]+>", " ", (message.get("body") or {}).get("content") or "")
+        return "%s: %s" % (who, html.unescape(re.sub(r"\s+", " ", text)).strip())
+
+    rows = []
+    for team in graph.get("teams", {}).values():
+        for cid, channel in team.get("channels", {}).items():
+            if channel.get("displayName") == "General":
+                continue
+            members = channel.get("members") if channel.get("membershipType") != "standard" else team.get("members")
+            messages = [{"text": line(m), "replies": [line(r) for r in m.get("replies", [])]}
+                        for m in graph.get("messages", {}).get(cid, [])]
+            rows.append({"id": cid, "name": "%s / %s" % (team.get("displayName"), channel.get("displayName")),
+                         "archived": bool(channel.get("isArchived")), "topic": channel.get("description") or "",
+                         "members": len(members or []), "messages": messages})
+    return rows

@@ -716,3 +716,17 @@ def setup(sandbox, app):
     router.add_post("/_sandbox/servicenow/journal", admin_journal)
     router.add_post("/_sandbox/servicenow/records/{table}", admin_records)
     router.add_get("/_sandbox/servicenow/attachments/{sys_id}", admin_attachment)
+
+
+def watch_tickets(state):
+    """ServiceNow incidents as rows of the watch page's ticket table (ui.py `tickets_of` shape), oldest first."""
+    sn = state.get("servicenow") or {}
+    rows = []
+    for record in sorted((sn.get("tables") or {}).get("incident", {}).values(), key=lambda r: r.get("number", "")):
+        journal = sn.get("journal", {}).get(record["sys_id"], [])
+        attachments = [a for a in sn.get("attachments", {}).values() if a.get("table_sys_id") == record["sys_id"]]
+        rows.append({"instance": "ServiceNow", "key": record.get("number"), "summary": record.get("short_description"),
+                     "status": CHOICES["state"].get(record.get("state"), record.get("state")),
+                     "comments": ["%s (%s): %s" % (e["name"], JOURNAL[e["element"]], e["value"][:300]) for e in journal],
+                     "attachments": [{"filename": a["file_name"], "size": int(a["size_bytes"])} for a in attachments]})
+    return rows

@@ -242,3 +242,14 @@ def test_bot_framework_proactive_message_and_reply_land_in_the_channel(sandbox):
     assert roster.status_code == 403 and roster.json()["error"]["code"] == "BotNotInConversationRoster"
     payload["channelData"]["channel"]["id"] = "19:nothere@thread.tacv2"
     assert requests.post(bot_base + "/v3/conversations", json=payload, headers=bearer, timeout=10).status_code == 404
+
+
+def test_watch_page_rows_for_channels(sandbox):
+    graph = Graph(sandbox)
+    graph("POST", "/teams/%s/channels" % OPS, json={"displayName": "inc-watch", "description": "P-9 | INC0010001"})
+    ids = sandbox.call("POST", "/_sandbox/msgraph/messages", {"team": OPS, "channel": "inc-watch", "text": "on it <b>now</b>"})["ids"]
+    sandbox.call("POST", "/_sandbox/msgraph/messages", {"team": OPS, "channel": "inc-watch", "user": "dba.one@example.com",
+                                                        "text": "ok", "reply_to": ids[0]})
+    [row] = sandbox_graph.watch_channels(sandbox.state())
+    assert row["name"] == "Operations / inc-watch" and row["topic"] == "P-9 | INC0010001" and row["members"] == 3
+    assert row["messages"] == [{"text": "Oncall Primary: on it <b>now</b>", "replies": ["Dba One: ok"]}]

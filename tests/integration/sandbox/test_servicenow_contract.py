@@ -224,3 +224,15 @@ def test_rate_limit_answers_429_with_retry_after_and_faults_work(sandbox):
     assert call(sandbox, "GET", "/api/now/table/incident").status_code == 200
     logged = sandbox.requests(credentials.SERVICENOW_PREFIX + "/api/now/table/incident")
     assert [e["status"] for e in logged][-2:] == [503, 200]
+
+
+def test_watch_page_rows_for_incidents(sandbox):
+    import servicenow as sandbox_servicenow
+
+    sys_id = create(sandbox, short_description="Disk full", work_notes="restarting")["sys_id"]
+    call(sandbox, "POST", "/api/now/attachment/file", data=b"12345", headers={"Content-Type": "text/plain"},
+         params={"table_name": "incident", "table_sys_id": sys_id, "file_name": "t.md"})
+    [row] = sandbox_servicenow.watch_tickets(sandbox.state())
+    assert row == {"instance": "ServiceNow", "key": "INC0010001", "summary": "Disk full", "status": "New",
+                   "comments": ["Selfheal Integration (Work notes): restarting"],
+                   "attachments": [{"filename": "t.md", "size": 5}]}
