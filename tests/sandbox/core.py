@@ -305,12 +305,14 @@ async def log_and_faults(request, handler):
             if answer is not None:
                 return answer
             return await _handle(request, handler, entry, sandbox)
-    response = await _handle(request, handler, entry, sandbox)
     if fault is None:
-        return response
-    entry["applied_status"] = response.status  # the real handler ran: its write is applied
-    answer = await _act(request, entry, sandbox, fault)
-    return answer if answer is not None else response
+        return await _handle(request, handler, entry, sandbox)
+    try:
+        response = await _handle(request, handler, entry, sandbox)
+    except web.HTTPException as exc:  # the handler refused (e.g. 400): the fault still decides what is seen
+        response = exc
+    entry["applied_status"] = response.status  # the real handler ran: its write (if any) is applied
+    return await _act(request, entry, sandbox, fault)  # after needs status, drop or hang: never None
 
 
 # --- admin API -----------------------------------------------------------------------------------

@@ -206,12 +206,16 @@ def impacts(entities, users):
             for e in entities if e["type"] in IMPACT_TYPES]
 
 
+INTERNAL = {"_underMaintenance"}
+HIDDEN = FIELDS | INTERNAL
+
+
 def internal_free(problem):
-    return {k: v for k, v in problem.items() if not k.startswith("_")}
+    return {k: v for k, v in problem.items() if k not in INTERNAL}
 
 
 def public(problem, fields, comments=()):
-    body = {k: v for k, v in problem.items() if k not in FIELDS and not k.startswith("_")}
+    body = {k: v for k, v in problem.items() if k not in HIDDEN}
     if "evidenceDetails" in fields:
         body["evidenceDetails"] = problem["evidenceDetails"]
     if "impactAnalysis" in fields:
@@ -234,10 +238,12 @@ class SelectorError(ValueError):
 class Criterion(object):
     def __init__(self, name, values=None, children=None):
         self.name, self.values, self.children = name, values or [], children or []
+        self.lowered = {v.lower() for v in self.values}
 
 
 NESTED = ("not", "caseSensitive")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]*")
+BARE = re.compile(r'[^,()"]+')
 
 
 class Parser(object):
@@ -307,7 +313,7 @@ class Parser(object):
                 self.fail("unterminated quoted value")
             self.position += 1
             return "".join(chars)
-        match = re.compile(r'[^,()"]+').match(self.text, self.position)
+        match = BARE.match(self.text, self.position)
         if not match or not match.group(0).strip():
             self.fail("expected a value")
         if self.quoted_only and name != "underMaintenance":
@@ -446,11 +452,10 @@ def text_score(problem, text):
     return score
 
 
-def problem_criterion(problem, name, values):
-    lowered = {v.lower() for v in values}
-    direct = {"status": "status", "severityLevel": "severityLevel", "impactLevel": "impactLevel"}
-    if name in direct:
-        return problem[direct[name]].lower() in lowered
+def problem_criterion(problem, criterion):
+    name, values, lowered = criterion.name, criterion.values, criterion.lowered
+    if name in ("status", "severityLevel", "impactLevel"):
+        return problem[name].lower() in lowered
     if name in ("problemId", "displayId"):
         return problem[name] in values
     if name == "managementZones":
@@ -477,7 +482,10 @@ def problem_criterion(problem, name, values):
 
 
 def problem_matches(problem, criteria):
-    return all(problem_criterion(problem, c.name, c.values) for c in criteria)
+    for criterion in criteria:
+        if not problem_criterion(problem, criterion):
+            return False
+    return True
 
 
 def entities_of(problem):
@@ -677,6 +685,9 @@ async def get_problem(request):
     if problem is None:
         return not_found(request)
     fields = [f for f in request.query.get("fields", "").split(",") if f]
+    unknown_fields = [f for f in fields if f not in FIELDS]
+    if unknown_fields:
+        return violation(400, "fields", "unknown field(s): %s" % ",".join(unknown_fields))
     return web.json_response(public(problem, fields, state(request)["comments"].get(problem["problemId"], [])))
 
 

@@ -143,6 +143,17 @@ def test_after_status_applies_the_write_once_then_answers_the_fault(sandbox, sta
     assert again.status_code == 201  # times: 1 is used up
 
 
+def test_after_status_also_covers_a_request_the_handler_refused(sandbox):
+    problem = sandbox.call("POST", "/_sandbox/dynatrace/problems", {"title": "Disk full"})
+    path = credentials.DYNATRACE_PREFIX + "/api/v2/problems/%s/comments" % problem["problemId"]
+    sandbox.fault(path, method="POST", after=True, status=504)
+    bad = requests.post(sandbox.url + path, headers=DYN, data="{not json", timeout=10)
+    assert bad.status_code == 504
+    [entry] = sandbox.requests(path)
+    assert (entry["status"], entry["applied_status"]) == (504, 400)
+    assert problem["problemId"] not in sandbox.state()["dynatrace"]["comments"]  # nothing was written
+
+
 def test_after_drop_applies_the_write_then_closes_the_connection(sandbox):
     trigger = "%s/api/integration/1/functions/%s/triggers" % (credentials.XMATTERS_PREFIX, credentials.XMATTERS_TRIGGER_ID)
     sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0})

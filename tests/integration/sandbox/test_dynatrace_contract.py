@@ -1,4 +1,5 @@
-"""The sandbox's Dynatrace API v2 honours the documented contract (shared/docs/api-contracts.md section 1)."""
+"""The sandbox's Dynatrace API v2 honours the documented contract (Dynatrace Environment API v2: problems, events ingest,
+the entity selector; see tests/sandbox/README.md)."""
 
 import base64
 import json
@@ -433,3 +434,9 @@ def test_ingest_selects_entities_by_tag_and_zone(sandbox, api, estate):
         "eventType": "CUSTOM_INFO", "title": "x", "entitySelector": 'type("HOST"),healthState("HEALTHY")'})
     assert unsupported.status_code == 400
     assert unsupported.json()["error"]["constraintViolations"][0]["parameterLocation"] == "PAYLOAD_BODY"
+
+
+def test_a_single_problem_rejects_unknown_fields_too(sandbox, api):
+    problem = open_problem(sandbox)
+    response = requests.get(api + "/problems/" + problem["problemId"], headers=AUTH, params={"fields": "evidence"}, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["constraintViolations"][0]["path"] == "fields"

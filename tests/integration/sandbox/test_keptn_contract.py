@@ -1,4 +1,5 @@
-"""The sandbox's Keptn v1 gateway honours the documented contract (shared/docs/api-contracts.md section 5)."""
+"""The sandbox's Keptn v1 gateway honours the documented contract (Keptn 1.x api/shipyard/datastore swagger files; see
+tests/sandbox/README.md)."""
 
 import time
 
