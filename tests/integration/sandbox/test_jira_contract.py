@@ -413,3 +413,86 @@ def test_the_jira_python_client_works_unmodified(sandbox, mount):
     assert {prefix + "/rest/api/2/serverInfo", prefix + "/rest/api/2/field", prefix + "/rest/api/2/project/OPS"} <= paths
     assert (prefix + "/rest/api/2/search/jql" in paths) == (mount == "cloud")
     assert (prefix + "/rest/api/2/search" in paths) == (mount == "dc")
+
+
+# --- added for the incident analytics (issue links, dates in JQL, paged search over many issues, downloads) ---------
+
+def test_issue_links_problem_causes_incidents(v3, v2):
+    types = v3.call("GET", "/issueLinkType").json()["issueLinkTypes"]
+    problem_incident = [t for t in types if t["name"] == "Problem/Incident"][0]
+    assert (problem_incident["outward"], problem_incident["inward"]) == ("causes", "is caused by")
+    problem = v3.create(summary="Recurring crash", issuetype={"name": "Problem"})["key"]
+    incident = v3.create()["key"]
+    body = {"type": {"name": "Problem/Incident"}, "inwardIssue": {"key": problem}, "outwardIssue": {"key": incident}}
+    created = v3.call("POST", "/issueLink", json=body)
+    assert created.status_code == 201 and created.text == "" and "/issueLink/" in created.headers["Location"]
+    assert v3.call("POST", "/issueLink", json=body).status_code == 201  # the same link is not added twice
+    [on_problem] = v3.call("GET", "/issue/%s" % problem, params={"fields": "issuelinks"}).json()["fields"]["issuelinks"]
+    [on_incident] = v2.call("GET", "/issue/%s" % incident, params={"fields": "issuelinks"}).json()["fields"]["issuelinks"]
+    assert on_problem["outwardIssue"]["key"] == incident and on_problem["type"]["name"] == "Problem/Incident"
+    assert on_incident["inwardIssue"]["key"] == problem and on_incident["id"] == on_problem["id"]
+    link = v3.call("GET", "/issueLink/%s" % on_problem["id"]).json()
+    assert (link["inwardIssue"]["key"], link["outwardIssue"]["key"]) == (problem, incident)
+    unknown = v3.call("POST", "/issueLink", json=dict(body, type={"name": "Nope"}))
+    assert unknown.status_code == 404 and unknown.json()["errorMessages"] == ["No issue link type with name 'Nope' found."]
+    assert v3.call("POST", "/issueLink", json=dict(body, outwardIssue={"key": "OPS-999"})).status_code == 404
+    assert v3.call("POST", "/issueLink", json=dict(body, outwardIssue={"key": problem})).status_code == 400
+    assert v3.call("DELETE", "/issueLink/%s" % link["id"]).status_code == 204
+    assert v3.call("GET", "/issue/%s" % problem, params={"fields": "issuelinks"}).json()["fields"]["issuelinks"] == []
+
+
+def test_jql_date_clauses_absolute_and_relative(v3, dc):
+    key = v3.create(labels=["dated"])["key"]
+    assert [i["key"] for i in v3.call("GET", "/search/jql", params={"jql": "labels = dated AND created >= -1h", "fields": "key"}).json()["issues"]] == [key]
+    assert v3.call("GET", "/search/jql", params={"jql": "labels = dated AND created < -1h"}).json()["issues"] == []
+    assert len(v3.call("GET", "/search/jql", params={"jql": 'labels = dated AND created >= "2020-01-01" AND created < "2100/01/01 00:00"'}).json()["issues"]) == 1
+    assert v3.call("GET", "/search/jql", params={"jql": "labels = dated AND resolved is EMPTY"}).json()["issues"]
+    bad = v3.call("GET", "/search/jql", params={"jql": 'labels = dated AND created >= "yesterday"'})
+    assert bad.status_code == 400 and bad.json()["errorMessages"][0].startswith("Date value 'yesterday' for field 'created' is invalid.")
+    assert dc.call("GET", "/search", params={"jql": "created >= -4w 2d"}).status_code == 400  # unquoted period with a space
+    assert dc.call("GET", "/search", params={"jql": 'created >= "-4w 2d"'}).json()["total"] == 0  # DC is a separate instance
+
+
+def test_enhanced_search_pages_over_a_seeded_history_and_downloads(sandbox, v3):
+    seeded = sandbox.call("POST", "/_sandbox/history/seed", {"count": 250, "days": 30, "seed": 3})
+    assert seeded["tickets"] == 250 and seeded["created"] == 250
+    params = {"jql": "project = OPS AND labels = selfheal AND created >= -31d ORDER BY created ASC", "fields": "summary,attachment",
+              "maxResults": "100"}
+    keys, tokens = [], 0
+    for dummy in range(10):
+        page = v3.call("GET", "/search/jql", params=params).json()
+        keys += [i["key"] for i in page["issues"]]
+        if page["isLast"]:
+            assert "nextPageToken" not in page
+            break
+        tokens += 1
+        params["nextPageToken"] = page["nextPageToken"]
+    assert tokens == 2 and len(keys) == len(set(keys)) == 250
+    first = v3.call("GET", "/issue/%s" % keys[0], params={"fields": "attachment,created"}).json()["fields"]
+    timeline = [a for a in first["attachment"] if a["filename"].endswith(".json")][0]
+    content = requests.get(timeline["content"], auth=CLOUD_AUTH, timeout=10)
+    assert content.status_code == 200 and content.json()["records"][0]["step"] == "remediation started"
+    assert v3.call("GET", "/attachment/content/99999999").status_code == 404
+    again = sandbox.call("POST", "/_sandbox/reset")
+    assert again["ok"]
+    sandbox.call("POST", "/_sandbox/history/seed", {"count": 5, "days": 30, "seed": 3, "end": 1796083200})
+    once = sorted(i["fields"]["summary"] for i in sandbox.state()["jira"]["cloud"]["issues"].values())
+    sandbox.call("POST", "/_sandbox/reset")
+    sandbox.call("POST", "/_sandbox/history/seed", {"count": 5, "days": 30, "seed": 3, "end": 1796083200})
+    assert sorted(i["fields"]["summary"] for i in sandbox.state()["jira"]["cloud"]["issues"].values()) == once  # deterministic
+
+
+@pytest.mark.parametrize("query, bodies", [
+    ({}, ["We are on it", "agents only"]),
+    ({"public": "false"}, ["agents only"]),
+    ({"public": "False"}, ["agents only"]),      # java.lang.Boolean.valueOf: only "true" (any case) is true
+    ({"public": "yes"}, ["agents only"]),
+    ({"internal": "TRUE"}, ["We are on it", "agents only"]),
+    ({"internal": ""}, ["We are on it"]),
+])
+def test_jsm_boolean_query_parameters_read_as_jira_reads_them(v3, query, bodies):
+    key = v3.create()["key"]
+    v3.desk("POST", "/request/%s/comment" % key, json={"body": "We are on it", "public": True})
+    v3.desk("POST", "/request/%s/comment" % key, json={"body": "agents only", "public": False})
+    page = v3.desk("GET", "/request/%s/comment" % key, params=query).json()
+    assert [c["body"] for c in page["values"]] == bodies
