@@ -63,11 +63,12 @@ class OAuth2TokenAuth(object):
     the clients in `clients`, so that none can show up in an error or a warning.
     """
 
-    def __init__(self, token_client, path, form, service, clock=time.time):
+    def __init__(self, token_client, path, form, service, clock=time.time, hint="check the client id and client secret"):
         self.token_client = token_client
         self.path = path
         self.form = dict((k, v) for k, v in form.items() if v is not None)
         self.service = service
+        self.hint = hint
         self.clock = clock
         self.access_token = None
         self.expires_at = 0.0
@@ -99,7 +100,7 @@ class OAuth2TokenAuth(object):
         body = _json_object(response)
         token = body.get("access_token")
         if response.status != 200 or not token:
-            raise token_error(self.service, response, body)
+            raise token_error(self.service, response, body, self.hint)
         self.access_token = str(token)
         for client in self.clients:
             client.secrets = tuple(client.secrets) + (self.access_token,)
@@ -111,7 +112,7 @@ class OAuth2TokenAuth(object):
         return self.access_token
 
 
-def token_error(service, response, body):
+def token_error(service, response, body, hint="check the client id and client secret"):
     """The typed error for a refused token request (OAuth 2.0 error response: error, error_description)."""
     code = str(body.get("error") or "no error code")
     description = str(body.get("error_description") or response.text[:300] or "").strip().splitlines()
@@ -120,7 +121,7 @@ def token_error(service, response, body):
         text += " - %s" % description[0]
     kwargs = dict(status=response.status, url=response.url)
     if response.status in (400, 401, 403):
-        return AuthError(text + " (check the tenant, client id and client secret)", **kwargs)
+        return AuthError("%s (%s)" % (text, hint), **kwargs)
     if response.status == 429:
         return RateLimited(text, **kwargs)
     return UnexpectedResponse(text, **kwargs)
@@ -181,7 +182,8 @@ def client_credentials(params, scope, log=None):
     form = {"grant_type": "client_credentials", "client_id": params["client_id"],
             "client_secret": params["client_secret"], "scope": scope}
     path = "/%s/oauth2/v2.0/token" % params["tenant_id"]
-    return OAuth2TokenAuth(token_client(params, log), path, form, "Microsoft identity platform")
+    return OAuth2TokenAuth(token_client(params, log), path, form, "Microsoft identity platform",
+                           hint="check tenant_id, client_id and client_secret")
 
 
 def graph_from_params(params, log=None):

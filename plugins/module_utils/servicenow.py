@@ -85,7 +85,8 @@ def client_from_params(params, log=None):
         else:
             form.update(grant_type="client_credentials")
         token_client = _http.Client(base, service="ServiceNow OAuth", **kwargs)
-        auth = OAuth2TokenAuth(token_client, "/oauth_token.do", form, "ServiceNow OAuth")
+        auth = OAuth2TokenAuth(token_client, "/oauth_token.do", form, "ServiceNow OAuth",
+                               hint="check client_id and client_secret, and user and password for the password grant")
     elif params.get("user") and params.get("password"):
         auth = _http.basic_auth(params["user"], params["password"])
     else:

@@ -171,9 +171,10 @@ def test_clear_errors_nothing_half_created_no_secret(sandbox, sandbox_env, playb
         task("unknown severity", **opened(severity="APOCALYPSE")),
         task("no role", user=credentials.SERVICENOW_NOROLE_USER, password=credentials.SERVICENOW_NOROLE_PASSWORD,
              incident_key="dt-P-7", short_description="x"),
+        task("bad oauth client", client_id=credentials.SERVICENOW_CLIENT_ID, client_secret="sn-wrong-client-secret-9", **OPEN),
     ], env=sandbox_env)
     text = run.stdout + run.stderr
-    assert "Traceback" not in text and "sn-wrong-password-9999" not in text
+    assert "Traceback" not in text and "sn-wrong-password-9999" not in text and "sn-wrong-client-secret-9" not in text
     run.assert_no_secret()
     bad = run["bad password"]
     assert bad["failed"] and bad["error_kind"] == "auth" and bad["status"] == 401
@@ -191,6 +192,9 @@ def test_clear_errors_nothing_half_created_no_secret(sandbox, sandbox_env, playb
     assert "APOCALYPSE" in run["unknown severity"]["msg"]
     # Without the itil role the lookup sees nothing and the create is refused by the ACL: one clear error.
     assert run["no role"]["status"] == 403 and "ACL Exception Insert Failed" in run["no role"]["msg"]
+    oauth = run["bad oauth client"]
+    assert oauth["error_kind"] == "auth" and oauth["msg"].startswith(
+        "ServiceNow OAuth token request answered HTTP 401: server_error - access_denied (check client_id and client_secret")
     # Only the "unknown host" run created an incident; the unknown group failed before any write.
     assert [i["correlation_id"] for i in incidents(sandbox)] == [KEY]
     accepted = [e for e in writes(sandbox.requests(SN + "/api/now/*")) if e["status"] in (200, 201)]
