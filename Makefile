@@ -90,9 +90,13 @@ molecule: venv collection system-deps ## molecule test of every role scenario (e
 
 test: lint sanity units integration e2e molecule ## everything CI checks
 
-build: venv ## build the collection tarball into build/
-	@mkdir -p build
-	$(BIN)/ansible-galaxy collection build --force --output-path build/ .
+# Building needs ansible-core only (no dev venv): the venv's ansible-galaxy when there is one, else the one on PATH.
+ANSIBLE_GALAXY ?= $(or $(wildcard $(BIN)/ansible-galaxy),$(shell command -v ansible-galaxy 2>/dev/null))
+BUILD_OUTPUT ?= build
+build: ## build the collection tarball into build/ (needs only ansible-core: pip install ansible-core, or make venv)
+	@test -n "$(ANSIBLE_GALAXY)" || { echo "make build needs ansible-galaxy: pip install ansible-core (or make venv)" >&2; exit 1; }
+	@mkdir -p $(BUILD_OUTPUT)
+	$(ANSIBLE_GALAXY) collection build --force --output-path $(BUILD_OUTPUT)/ .
 
 demo: venv collection system-deps ## run the self-healing scenarios end to end on 127.0.0.1
 	$(BIN)/python demo/run_demo.py
