@@ -354,15 +354,6 @@ class Group(object):
         self.links = {}  # candidate index -> (dev, ino, nlink) for hard-linked files
         self.state = None  # bytearray: 0 pending, 1 chosen this round, 2 done
 
-    def collect(self, name, names, info, stamp):
-        index = len(self.stamps)
-        self.stamps.append(stamp)
-        self.blocks.append(info.st_blocks * 512)
-        self.inodes.append(info.st_ino)
-        if info.st_nlink > 1:
-            self.links[index] = (info.st_dev, info.st_ino, info.st_nlink)
-        names.append(name)
-
 
 class Cleaner(object):
     """Decides and deletes. Streaming: each file is judged and deleted as the walk meets it (memory stays flat).
@@ -454,10 +445,14 @@ class Cleaner(object):
             return 1
         lstat, unlink, is_reg, is_lnk, stamp = os.lstat, os.unlink, stat.S_ISREG, stat.S_ISLNK, self.stamp
         cutoff, min_size, opened, kept = self.cutoff, self.settings.min_size, self.opened, self.kept
-        filtered, name_reason, limit, check_mode = self.settings.filtered, self.name_reason, self.settings.max_files, self.check_mode
-        names = [] if group is not None else None
+        filtered, name_reason, check_mode = self.settings.filtered, self.name_reason, self.check_mode
+        limit = self.settings.max_files - self.deleted if self.settings.max_files else -1
+        sample, sample_room = self.sample, self.settings.sample_size - len(self.sample)
+        if group is not None:
+            names = []
+            add_name, add_stamp, add_blocks, add_inode = names.append, group.stamps.append, group.blocks.append, group.inodes.append
         subdirs = []
-        left = too_young = 0
+        left = too_young = deleted = freed = 0
         with entries:
             while True:
                 chunk = list(itertools.islice(entries, self.BATCH))
@@ -498,25 +493,36 @@ class Cleaner(object):
                         kept["open"] += 1
                         left += 1
                         continue
-                    if group is not None:
-                        group.collect(name, names, info, stamp(info))
+                    if group is not None:  # target mode: a candidate, decided later
+                        if info.st_nlink > 1:
+                            group.links[len(group.stamps)] = (info.st_dev, info.st_ino, info.st_nlink)
+                        add_stamp(stamp(info))
+                        add_blocks(info.st_blocks * 512)
+                        add_inode(info.st_ino)
+                        add_name(name)
                         left += 1
                         continue
-                    if limit and self.deleted >= limit:
+                    if deleted == limit:
                         kept["limit"] += 1
                         left += 1
                         continue
                     if not check_mode:
                         try:
-                            unlink(name, dir_fd=fd)
+                            unlink(name, dir_fd=fd)  # right after the lstat that judged it
                         except OSError as exc:
                             if exc.errno != errno.ENOENT:
                                 self.error(prefix + name, exc)
                                 left += 1
                             continue
-                    self.took(prefix + name, self.freed_by(info))
+                    deleted += 1
+                    freed += info.st_blocks * 512 if info.st_nlink == 1 else self.freed_by(info)
+                    if sample_room > 0:
+                        sample.append(printable(prefix + name))
+                        sample_room -= 1
+        self.deleted += deleted
+        self.freed += freed
         kept["too_young"] += too_young
-        if record is not None:
+        if group is not None:
             record[COUNT] = len(names)
             record[NAMES] = "\0".join(names)
         for name in subdirs:
@@ -621,20 +627,35 @@ class Cleaner(object):
         budget = self.settings.max_files - self.deleted if self.settings.max_files else None
         if budget is not None and budget <= 0:
             return None
-        pending = [index for index in range(len(stamps)) if state[index] == 0] if 2 in state or 1 in state else range(len(stamps))
+        fresh = 1 not in state and 2 not in state
+        pending = range(len(stamps)) if fresh else [index for index in range(len(stamps)) if state[index] == 0]
         if not len(pending):
             return None
-        order = self._oldest_first(group, pending, need, budget)
-        planned = 0
+        if fresh and (budget is None or budget >= len(pending)):
+            total = self._total_bytes(group)
+            if total < need:  # not enough even with all of them: all go (the same set in any order, no sort)
+                state[:] = b"\x01" * len(stamps)
+                return total
+        planned = chosen = 0
         counts = {}
-        chosen = 0
-        for index in order:
+        for index in self._oldest_first(group, pending, need, budget):
             planned += self._planned_bytes(group, index, counts)
             state[index] = 1
             chosen += 1
             if planned >= need or (budget is not None and chosen >= budget):
                 break
         return planned
+
+    @staticmethod
+    def _total_bytes(group):
+        """What deleting every candidate frees: a hard-linked file counts once, when all its links are candidates."""
+        total = sum(group.blocks)
+        inodes = {}
+        for index, (dev, ino, nlink) in group.links.items():
+            total -= group.blocks[index]
+            seen = inodes.setdefault((dev, ino), [0, nlink, group.blocks[index]])
+            seen[0] += 1
+        return total + sum(size for seen, nlink, size in inodes.values() if seen >= nlink)
 
     def _planned_bytes(self, group, index, counts):
         link = group.links.get(index)
@@ -678,45 +699,52 @@ class Cleaner(object):
                           self._planned_bytes(group, index, counts))
 
     def _delete_chosen(self, group):
+        """Open each directory again from the pinned root, check each chosen file again, unlink it."""
         opener = Opener(group, self)
+        state, inodes, lstat, unlink, judge = group.state, group.inodes, os.lstat, os.unlink, self.judge
         try:
             for record, chosen in self._records_with_chosen(group):
-                names = record[NAMES].split("\0")
                 prefix = record[ROOT].prefix + self._relative(group, record)
+                for index in chosen:
+                    state[index] = 2
                 try:
                     fd = opener.open(record)
                 except (OSError, Moved) as exc:
-                    for index in chosen:
-                        group.state[index] = 2
                     self.kept["replaced"] += len(chosen)
                     if isinstance(exc, OSError) and exc.errno != errno.ENOENT:
                         self.error(prefix, exc)
                     continue
+                names, first = record[NAMES].split("\0"), record[FIRST]
+                sample, sample_room = self.sample, self.settings.sample_size - len(self.sample)
+                deleted = freed = 0
                 for index in chosen:
-                    group.state[index] = 2
-                    self._delete_one(group, record, fd, prefix, names[index - record[FIRST]], index)
+                    name = names[index - first]
+                    try:
+                        info = lstat(name, dir_fd=fd)
+                    except OSError:
+                        record[LEFT] -= 1  # gone meanwhile
+                        continue
+                    if info.st_ino != inodes[index] or judge(info) is not None:
+                        self.kept["replaced"] += 1  # replaced, touched or opened since the walk: it stays
+                        continue
+                    try:
+                        unlink(name, dir_fd=fd)
+                    except OSError as exc:
+                        if exc.errno == errno.ENOENT:
+                            record[LEFT] -= 1
+                        else:
+                            self.error(prefix + name, exc)
+                        continue
+                    record[LEFT] -= 1
+                    deleted += 1
+                    freed += info.st_blocks * 512 if info.st_nlink == 1 else self.freed_by(info)
+                    if sample_room > 0:
+                        sample.append(printable(prefix + name))
+                        sample_room -= 1
+                self.deleted += deleted
+                self.freed += freed
         finally:
             opener.close()
-
-    def _delete_one(self, group, record, fd, prefix, name, index):
-        try:
-            info = os.lstat(name, dir_fd=fd)
-        except OSError:
-            record[LEFT] -= 1  # gone meanwhile
-            return
-        if info.st_ino != group.inodes[index] or self.judge(info) is not None:
-            self.kept["replaced"] += 1  # replaced, touched or opened since the walk: it stays
-            return
-        try:
-            os.unlink(name, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                record[LEFT] -= 1
-            else:
-                self.error(prefix + name, exc)
-            return
-        record[LEFT] -= 1
-        self.took(prefix + name, self.freed_by(info))
 
     @staticmethod
     def _relative(group, record):
