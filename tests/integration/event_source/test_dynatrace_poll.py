@@ -1,7 +1,7 @@
 """selfheal.devops.dynatrace in poll mode: main() driven into a queue against the sandbox's Problems API."""
 
 import asyncio
-import json
+import sqlite3
 
 import pytest
 import requests
@@ -71,7 +71,7 @@ async def test_poll_sees_open_and_close(sandbox, start):
 async def test_two_thousand_open_problems_cost_four_list_requests_per_cycle(sandbox, start):
     await call(sandbox, "POST", "/_sandbox/dynatrace/problems/bulk", {"count": 2000})
     await call(sandbox, "DELETE", "/_sandbox/log")
-    poller = start(poll_args(sandbox, interval=30))
+    poller = start(poll_args(sandbox, interval=30, reconcile=False))  # reconciliation at start lists them once more
     events = [await next_event(poller.queue) for dummy in range(2000)]
     assert len({e["problem"]["id"] for e in events}) == 2000
     listed = await asyncio.get_running_loop().run_in_executor(None, sandbox.requests, credentials.DYNATRACE_PREFIX + "/api/v2/problems")
@@ -95,7 +95,7 @@ async def test_poll_survives_rate_limits_server_errors_and_bad_tokens(sandbox, s
 
 
 async def test_state_file_catch_up_after_downtime(sandbox, start, tmp_path):
-    state_file = str(tmp_path / "poll-state.json")
+    state_file = str(tmp_path / "poll-state.db")
     first = await call(sandbox, "POST", "/_sandbox/dynatrace/problems", {"title": "first"})
     poller = start(poll_args(sandbox, state_file=state_file))
     assert (await next_event(poller.queue))["problem"]["id"] == first["problemId"]
@@ -108,8 +108,9 @@ async def test_state_file_catch_up_after_downtime(sandbox, start, tmp_path):
     assert [(e["transition"], e["problem"]["id"]) for e in caught_up] == [
         ("closed", first["problemId"]), ("opened", second["problemId"])]
     await no_event(restarted.queue, 2.5)
-    saved = json.loads(open(state_file).read())
-    assert saved["last_poll"] and saved["problems"][first["problemId"]]["status"] == "CLOSED"
+    with sqlite3.connect(state_file) as conn:
+        assert conn.execute("SELECT status FROM selfheal_problems WHERE id = ?", (first["problemId"],)).fetchone() == ("CLOSED",)
+        assert int(conn.execute("SELECT value FROM selfheal_meta WHERE key = 'last_poll'").fetchone()[0]) > 0
 
 
 async def test_own_events_do_not_count_as_updates(sandbox, start):

@@ -3,6 +3,9 @@
 import asyncio
 import copy
 import json
+import os
+import sqlite3
+import stat
 import threading
 
 import aiohttp
@@ -99,8 +102,13 @@ async def test_wrong_token_is_401(webhook):
     assert status == 401 and webhook.events() == []
 
 
+def saved_problems(path):
+    with sqlite3.connect(str(path)) as conn:
+        return {row[0]: row[1] for row in conn.execute("SELECT id, status FROM selfheal_problems")}
+
+
 async def test_state_file_survives_a_restart(run_source, tmp_path):
-    args = {"token": TOKEN, "state_file": str(tmp_path / "state.json"), "path": "/dynatrace/problems"}
+    args = {"token": TOKEN, "state_file": str(tmp_path / "state" / "dynatrace.db"), "path": "/dynatrace/problems"}
     first = await run_source(source.main, args)
     await post(first.base, NOTIFICATION)
     assert len(first.events()) == 1
@@ -111,8 +119,9 @@ async def test_state_file_survives_a_restart(run_source, tmp_path):
     assert answer["status"] == "duplicate" and second.events() == []
     await post(second.base, dict(NOTIFICATION, State="RESOLVED"))
     assert [e["transition"] for e in second.events()] == ["closed"]
-    saved = json.loads((tmp_path / "state.json").read_text())
-    assert saved["problems"][NOTIFICATION["PID"]]["status"] == "CLOSED"
+    assert saved_problems(tmp_path / "state" / "dynatrace.db") == {NOTIFICATION["PID"]: "CLOSED"}
+    assert stat.S_IMODE(os.stat(str(tmp_path / "state")).st_mode) == 0o700  # the folder was created, private
+    assert stat.S_IMODE(os.stat(str(tmp_path / "state" / "dynatrace.db")).st_mode) == 0o600
 
 
 async def test_updates_caused_only_by_our_own_writes_are_ignored(webhook):
@@ -142,11 +151,16 @@ async def test_include_raw(run_source):
 # --- property-based: arbitrary input never crashes the source and never makes an event ------------
 
 class ThreadedSource(object):
-    """The source in its own event loop thread, so a synchronous property test can hammer it."""
+    """The source in its own event loop thread, so a synchronous property test can hammer it.
+
+    Its queue is the one ansible-rulebook gives a source (asyncio.Queue(1)), drained by a consumer as the rules
+    engine does; `delivered` counts what reached the consumer.
+    """
 
     def __init__(self, args):
         self.loop = asyncio.new_event_loop()
         self.queue = None
+        self.delivered = 0
         self.args = args
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -155,13 +169,21 @@ class ThreadedSource(object):
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        self.queue = asyncio.Queue()
+        self.queue = asyncio.Queue(1)
+        consumer = self.loop.create_task(self._consume())
         self.task = self.loop.create_task(source.main(self.queue, self.args))
         self.loop.call_soon(self.ready.set)
         try:
             self.loop.run_until_complete(self.task)
         except asyncio.CancelledError:
             pass
+        consumer.cancel()
+        self.loop.run_until_complete(asyncio.gather(consumer, return_exceptions=True))
+
+    async def _consume(self):
+        while True:
+            await self.queue.get()
+            self.delivered += 1
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.task.cancel)
@@ -175,7 +197,8 @@ def threaded_source():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    running = ThreadedSource({"port": port, "token": TOKEN, "path": "/dynatrace/problems", "max_body_bytes": 65536})
+    running = ThreadedSource({"port": port, "token": TOKEN, "path": "/dynatrace/problems", "max_body_bytes": 65536,
+                              "reconcile": False})
     url = "http://127.0.0.1:%d/dynatrace/problems" % port
     session = requests.Session()
     for dummy in range(200):
@@ -200,10 +223,10 @@ NEAR_MISS = st.fixed_dictionaries({}, optional={
 
 
 def _post_rejected(running, session, url, data, headers):
-    before = running.queue.qsize()
+    before = running.delivered
     response = session.post(url, data=data, headers=headers, timeout=5)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
-    assert running.queue.qsize() == before
+    assert running.delivered == before
     return response
 
 

@@ -88,16 +88,36 @@ async def test_bad_input_is_4xx_and_emits_nothing(source, raw, content_type, exp
     assert source.events() == []
 
 
-async def test_overload_answers_503_with_retry_after(run_source):
-    queue = asyncio.Queue()
-    running = await run_source(oncall_callback.main, {"max_pending": 2, "path": "/cb"}, queue=queue)
-    statuses = []
-    for number in range(4):
-        body = dict(XM_RESPONSE, eventIdentifier=str(number))
-        status, dummy, headers = await post(running.base + "/cb", body)
-        statuses.append((status, headers.get("Retry-After")))
-    assert statuses == [(202, None), (202, None), (503, "5"), (503, "5")]
-    assert queue.qsize() == 2
+async def test_a_busy_rules_engine_gets_503_with_retry_after_and_the_retry_is_delivered(run_source, rules_engine):
+    """ansible-rulebook's queue holds one event: while the engine is busy, a callback waits for room, then 503."""
+    engine = rules_engine()
+    engine.pause()
+    running = await run_source(oncall_callback.main, {"path": "/cb", "handoff_timeout": 0.5}, engine=engine)
+    first, dummy, dummy_headers = await post(running.base + "/cb", XM_RESPONSE)
+    second_body = dict(XM_RESPONSE, eventIdentifier="2")
+    started = asyncio.get_running_loop().time()
+    second, dummy, headers = await post(running.base + "/cb", second_body)
+    waited = asyncio.get_running_loop().time() - started
+    assert (first, second, headers.get("Retry-After")) == (202, 503, "5") and 0.4 < waited < 3
+    engine.resume()
+    again, dummy, dummy_headers = await post(running.base + "/cb", second_body)  # the sender retries: not a duplicate
+    assert again == 202
+    assert [e["oncall"]["event_id"] for e in running.events()] == ["981006", "2"]
+
+
+async def test_more_waiting_callbacks_than_max_pending_are_refused_at_once(run_source, rules_engine):
+    engine = rules_engine()
+    engine.pause()
+    running = await run_source(oncall_callback.main, {"path": "/cb", "max_pending": 2, "handoff_timeout": 3}, engine=engine)
+    await post(running.base + "/cb", XM_RESPONSE)  # fills the queue
+    bodies = [dict(XM_RESPONSE, eventIdentifier=str(n)) for n in range(3)]
+    tasks = [asyncio.ensure_future(post(running.base + "/cb", body)) for body in bodies]
+    done, dummy = await asyncio.wait(tasks, timeout=1.5)
+    assert [t.result()[0] for t in done] == [503]  # the third waiter: refused at once, the two others still waiting
+    engine.resume()
+    statuses = sorted(result[0] for result in await asyncio.gather(*tasks))
+    assert statuses == [202, 202, 503]
+    assert len(running.events()) == 3
 
 
 @pytest.mark.parametrize("fmt, prefix", [("hex", ""), ("base64", ""), ("hex", "v1=")])

@@ -3,11 +3,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Webhook plumbing shared by the selfheal.devops event sources. Private to the collection; not a source.
 
-One place for what every inbound webhook needs: argument validation, bearer-token and HMAC
-authentication (constant-time compares), TLS and mutual TLS, body-size and content-type limits, JSON
-decoding, and back-pressure (503 + Retry-After when the rulebook's queue is full). A source supplies a
-`handle(payload, emit)` coroutine that returns an (HTTP status, JSON body) pair and calls emit(event) for
-each event; the HTTP server runs on its own thread and loop (see _ServerThread).
+One place for what every inbound webhook needs:
+  - argument validation (WebhookConfig), bearer-token and HMAC authentication with an optional signed
+    timestamp and replay window (constant-time compares), TLS and mutual TLS;
+  - a hardened HTTP server: connection cap, idle/header timeout, body timeout, body-size and content-type
+    limits, strict JSON decoding (no NaN/Infinity, bounded nesting), never a traceback for any input;
+  - delivery (Handoff): an event answered 202 has been put into ansible-rulebook's queue. ansible-rulebook gives
+    a source an asyncio.Queue(1) on its own loop; the server runs on a thread of its own and hands each event
+    over with an awaited put on that loop. When there is no room within `handoff_timeout`, nothing was queued
+    and the sender gets 503 + Retry-After, so it delivers again later.
+
+A source supplies handle(payload, deliver) -> (status, body) where `await deliver(event)` returns True once the
+event is in the rulebook's queue and False when it could not be handed over (then the source answers 503).
 """
 
 import asyncio
@@ -16,14 +23,17 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import ssl
 import threading
+import time
 
 from aiohttp import web
 
 LOGGER = logging.getLogger("selfheal.devops.webhook")
 
 HMAC_ALGORITHMS = ("sha256", "sha512", "sha1")
+MAX_JSON_DEPTH = 64
 
 
 class ConfigError(ValueError):
@@ -33,27 +43,36 @@ class ConfigError(ValueError):
 class WebhookConfig(object):
     """Validated webhook arguments (see the DOCUMENTATION of each source for their meaning)."""
 
-    def __init__(self, args, default_path, default_max_body=1024 * 1024):
+    def __init__(self, args, default_path, default_max_body=1024 * 1024, default_port=5000):
         self.host = str(args.get("host", "127.0.0.1"))
-        self.port = _int(args, "port", 5000, 0, 65535)
-        self.path = "/" + str(args.get("path", default_path)).lstrip("/")
-        self.token = args.get("token")
+        self.port = _int(args, "port", default_port, 0, 65535)
+        self.path = "/" + str(args.get("path", default_path)).strip("/")
+        self.token = _secret(args, "token")
         self.token_header = str(args.get("token_header", "Authorization"))
-        self.hmac_secret = args.get("hmac_secret")
+        self.hmac_secret = _secret(args, "hmac_secret")
         self.hmac_header = str(args.get("hmac_header", "X-Selfheal-Signature"))
         self.hmac_algorithm = str(args.get("hmac_algorithm", "sha256")).lower()
         self.hmac_format = str(args.get("hmac_format", "hex")).lower()
         self.hmac_prefix = str(args.get("hmac_prefix", ""))
+        self.hmac_timestamp_header = args.get("hmac_timestamp_header") or None
+        self.hmac_message_prefix = str(args.get("hmac_message_prefix", ""))
+        self.replay_window = _number(args, "replay_window", 300, 1, 86400)
         self.certfile = args.get("certfile")
         self.keyfile = args.get("keyfile")
         self.cafile = args.get("cafile")
         self.max_body_bytes = _int(args, "max_body_bytes", default_max_body, 1024, 64 * 1024 * 1024)
-        self.max_pending = _int(args, "max_pending", 1000, 1, 1000000)
+        self.max_pending = _int(args, "max_pending", 256, 1, 100000)
         self.retry_after = _int(args, "retry_after", 5, 1, 3600)
+        self.handoff_timeout = _number(args, "handoff_timeout", 10, 0.1, 3600)
+        self.max_connections = _int(args, "max_connections", 512, 1, 100000)
+        self.idle_timeout = _number(args, "idle_timeout", 15, 0.5, 3600)
+        self.body_timeout = _number(args, "body_timeout", 30, 0.5, 3600)
         if self.hmac_algorithm not in HMAC_ALGORITHMS:
             raise ConfigError("hmac_algorithm must be one of %s" % ", ".join(HMAC_ALGORITHMS))
         if self.hmac_format not in ("hex", "base64"):
             raise ConfigError("hmac_format must be hex or base64")
+        if self.hmac_timestamp_header and not self.hmac_secret:
+            raise ConfigError("hmac_timestamp_header needs hmac_secret")
         if self.keyfile and not self.certfile:
             raise ConfigError("keyfile needs certfile")
         if self.cafile and not self.certfile:
@@ -65,16 +84,22 @@ class WebhookConfig(object):
     def ssl_context(self):
         if not self.certfile:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certfile, self.keyfile)
-        if self.cafile:
-            context.load_verify_locations(self.cafile)
-            context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.certfile, self.keyfile)
+            if self.cafile:
+                context.load_verify_locations(self.cafile)
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("cannot load the TLS files (certfile %s, keyfile %s, cafile %s): %s"
+                              % (self.certfile, self.keyfile, self.cafile, exc))
         return context
 
 
 def _int(args, name, default, low, high):
     value = args.get(name, default)
+    if isinstance(value, bool):
+        raise ConfigError("%s must be an integer, got %r" % (name, value))
     try:
         value = int(value)
     except (TypeError, ValueError):
@@ -82,6 +107,231 @@ def _int(args, name, default, low, high):
     if not low <= value <= high:
         raise ConfigError("%s must be between %d and %d, got %d" % (name, low, high, value))
     return value
+
+
+def _number(args, name, default, low, high):
+    value = args.get(name, default)
+    if isinstance(value, bool):
+        raise ConfigError("%s must be a number, got %r" % (name, value))
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("%s must be a number, got %r" % (name, value))
+    if not low <= value <= high:
+        raise ConfigError("%s must be between %s and %s, got %s" % (name, low, high, value))
+    return value
+
+
+def _secret(args, name):
+    value = args.get(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("%s must be a string" % name)
+    return value
+
+
+# --- input: strict JSON ---------------------------------------------------------------------------
+
+class BadInput(ValueError):
+    """A request body the source refuses with 400 (the message says why, never echoes secrets)."""
+
+
+def _reject_constant(name):
+    raise BadInput("%s is not valid JSON" % name)
+
+
+def _depth(value, limit):
+    """Nesting depth of a decoded JSON value, iteratively (no recursion); BadInput past limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise BadInput("JSON nested deeper than %d levels" % limit)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def decode_json(body, max_depth=MAX_JSON_DEPTH):
+    """The JSON object in body (bytes); BadInput for anything else (NaN/Infinity and deep nesting included)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("body is not UTF-8")
+    try:
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except BadInput:
+        raise
+    except RecursionError:  # the C decoder stops cleanly at the interpreter's recursion limit
+        raise BadInput("JSON nested deeper than %d levels" % max_depth)
+    except ValueError:
+        raise BadInput("body is not valid JSON")
+    if not isinstance(payload, dict):
+        raise BadInput("body must be a JSON object")
+    _depth(payload, max_depth)
+    return payload
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+def signature(secret, body, algorithm="sha256", fmt="hex"):
+    """The HMAC of body with secret, as the sender computes it (hex or base64)."""
+    digest = hmac.new(secret.encode("utf-8"), body, getattr(hashlib, algorithm)).digest()
+    return digest.hex() if fmt == "hex" else base64.b64encode(digest).decode("ascii")
+
+
+def _same(sent, expected):
+    """Constant-time compare of a header value (any characters) with the expected text."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
+class Authenticator(object):
+    """Token, HMAC and signed-timestamp checks; remembers accepted signatures for the replay window."""
+
+    def __init__(self, config, clock=time.time):
+        self.config = config
+        self.clock = clock
+        self._accepted = {}  # signature -> expiry, only with a signed timestamp
+
+    def check(self, headers, body):
+        """None when the request may pass, else the reason it may not (never echoes what was sent)."""
+        config = self.config
+        if config.token:
+            sent = headers.get(config.token_header, "")
+            expected = config.token
+            if config.token_header.lower() == "authorization":
+                expected = "Bearer " + config.token
+            if not _same(sent, expected):
+                return "missing or invalid token"
+        if config.hmac_secret:
+            sent = headers.get(config.hmac_header, "").strip()
+            if config.hmac_prefix and sent.startswith(config.hmac_prefix):
+                sent = sent[len(config.hmac_prefix):]
+            message = body
+            if config.hmac_timestamp_header:
+                stamp = headers.get(config.hmac_timestamp_header, "").strip()
+                reason = self._stale(stamp)
+                if reason:
+                    return reason
+                message = (config.hmac_message_prefix + stamp + ":").encode("utf-8") + body
+            expected = signature(config.hmac_secret, message, config.hmac_algorithm, config.hmac_format)
+            if not sent or not _same(sent, expected):
+                return "missing or invalid signature"
+            if config.hmac_timestamp_header and sent in self._accepted:
+                return "replayed request (this signature was already accepted)"
+        return None
+
+    def _stale(self, stamp):
+        try:
+            sent_at = float(stamp)
+        except ValueError:
+            return "missing or invalid signature timestamp"
+        if math.isnan(sent_at) or abs(self.clock() - sent_at) > self.config.replay_window:
+            return "signature timestamp outside the replay window of %d s" % self.config.replay_window
+        return None
+
+    def accepted(self, headers):
+        """Remember an accepted signed request, so that the same bytes cannot be replayed within the window."""
+        if not (self.config.hmac_secret and self.config.hmac_timestamp_header):
+            return
+        now = self.clock()
+        if len(self._accepted) > 10000:
+            self._accepted = {k: v for k, v in self._accepted.items() if v > now}
+        sent = headers.get(self.config.hmac_header, "").strip()
+        self._accepted[sent[len(self.config.hmac_prefix):] if sent.startswith(self.config.hmac_prefix) else sent] = (
+            now + 2 * self.config.replay_window)
+
+
+# --- delivery into ansible-rulebook's queue -------------------------------------------------------
+
+_PENDING, _PUTTING, _ABANDONED = "pending", "putting", "abandoned"
+
+
+class _Ticket(object):
+    __slots__ = ("lock", "state")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.state = _PENDING
+
+
+class Handoff(object):
+    """Puts events into the rulebook's queue on its loop, from the webhook's loop, with a clear outcome.
+
+    deliver(event) (on the webhook loop) returns True only when the event is in the queue, False when it is not
+    and never will be: the put either completed or was abandoned before it started, never both. The rulebook's
+    loop may be busy evaluating rules; a put that has started is bounded by its own timeout on that loop.
+    """
+
+    def __init__(self, queue, loop, timeout, max_pending):
+        self.queue = queue
+        self.loop = loop
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.pending = 0
+        self.delivered = 0
+
+    async def deliver(self, event):
+        if self.pending >= self.max_pending:
+            return False
+        self.pending += 1
+        try:
+            return await self._deliver(event)
+        finally:
+            self.pending -= 1
+
+    async def _deliver(self, event):
+        ticket = _Ticket()
+        started = time.monotonic()
+        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._put(ticket, event, started), self.loop))
+        try:
+            done = await asyncio.wait_for(asyncio.shield(future), self.timeout + 1.0)
+        except asyncio.TimeoutError:
+            with ticket.lock:
+                if ticket.state == _PENDING:
+                    ticket.state = _ABANDONED  # the rulebook's loop never started the put: it never will
+                    return False
+            done = await future  # started: its own timeout on the rulebook's loop bounds it
+        if done:
+            self.delivered += 1
+        return done
+
+    async def _put(self, ticket, event, started):
+        with ticket.lock:
+            if ticket.state == _ABANDONED:
+                return False
+            ticket.state = _PUTTING
+        try:
+            await asyncio.wait_for(self.queue.put(event), max(0.05, self.timeout - (time.monotonic() - started)))
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+class KeyedLocks(object):
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it (bounded memory).
+
+    `await locks(key, work)` runs the coroutine function work() while holding the key's lock: two deliveries of the
+    same thing are decided one after the other, so the second sees what the first did.
+    """
+
+    def __init__(self):
+        self._locks = {}
+
+    async def __call__(self, key, work):
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await work()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
 
 
 def pending(queue):
@@ -93,93 +343,171 @@ def pending(queue):
     return 0
 
 
+# --- the HTTP server ------------------------------------------------------------------------------
+
+def _answer(status, body, headers=None):
+    return web.json_response(body, status=status, headers=headers)
+
+
 def _error(status, message, headers=None):
-    return web.json_response({"status": "rejected", "error": message}, status=status, headers=headers)
+    return _answer(status, {"status": "rejected", "error": message}, headers)
 
 
-def signature(secret, body, algorithm="sha256", fmt="hex"):
-    """The HMAC of body with secret, as the sender computes it (hex or base64)."""
-    digest = hmac.new(secret.encode("utf-8"), body, getattr(hashlib, algorithm)).digest()
-    return digest.hex() if fmt == "hex" else base64.b64encode(digest).decode("ascii")
+class _GuardedServer(web.Server):
+    """aiohttp's low-level server with a connection cap and an idle timer per connection.
+
+    The idle timer runs from the connection's start and from the end of each response until the next request's
+    headers are complete: a client that connects and sends nothing, sends its headers slowly, or idles between
+    requests is disconnected after idle_timeout. Connections beyond max_connections are closed at once.
+    """
+
+    def __init__(self, handler, config, **kwargs):
+        super(_GuardedServer, self).__init__(handler, **kwargs)
+        self.config = config
+        self.timers = {}
+        self.refused = 0
+
+    def connection_made(self, handler, transport):
+        super(_GuardedServer, self).connection_made(handler, transport)
+        if len(self._connections) > self.config.max_connections:
+            self.refused += 1
+            transport.close()
+            return
+        self.arm(handler)
+
+    def connection_lost(self, handler, exc=None):
+        self.disarm(handler)
+        super(_GuardedServer, self).connection_lost(handler, exc)
+
+    def arm(self, handler):
+        self.disarm(handler)
+        self.timers[handler] = asyncio.get_running_loop().call_later(self.config.idle_timeout, self._expire, handler)
+
+    def disarm(self, handler):
+        timer = self.timers.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, handler):
+        self.timers.pop(handler, None)
+        transport = self._connections.get(handler)
+        if transport is not None:
+            transport.close()
 
 
-def authenticate(config, headers, body):
-    """None when the request may pass, else the reason it may not (never echoes what was sent)."""
-    if config.token:
-        sent = headers.get(config.token_header, "")
-        expected = config.token
-        if config.token_header.lower() == "authorization":
-            expected = "Bearer " + config.token
-        if not hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8")):
-            return "missing or invalid token"
-    if config.hmac_secret:
-        sent = headers.get(config.hmac_header, "")
-        if config.hmac_prefix and sent.startswith(config.hmac_prefix):
-            sent = sent[len(config.hmac_prefix):]
-        expected = signature(config.hmac_secret, body, config.hmac_algorithm, config.hmac_format)
-        if not sent or not hmac.compare_digest(sent.strip().encode("utf-8"), expected.encode("utf-8")):
-            return "missing or invalid signature"
-    return None
+class WebhookServer(object):
+    """Receives, checks and decodes requests, then calls handle(payload, deliver) for the source's answer."""
 
+    def __init__(self, config, handle, handoff, queue, authenticator=None):
+        self.config = config
+        self.handle = handle
+        self.handoff = handoff
+        self.queue = queue
+        self.auth = authenticator or Authenticator(config)
+        self.health_path = config.path.rstrip("/") + "/health"
+        self.server = None
+        self.answered = {}
 
-def build_app(config, queue, handle, emit):
-    """The aiohttp application: every check runs before `handle(payload, emit)` sees a byte of input."""
+    def make_server(self):
+        # aiohttp's own keep-alive timer closes idle connections too; the idle timer also covers slow headers.
+        self.server = _GuardedServer(self.dispatch, self.config, keepalive_timeout=self.config.idle_timeout,
+                                     access_log=None)
+        return self.server
 
-    async def receive(request):
-        if request.content_length is not None and request.content_length > config.max_body_bytes:
-            return _error(413, "body larger than %d bytes" % config.max_body_bytes)
+    async def dispatch(self, request):
+        self.server.disarm(request.protocol)
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "body larger than %d bytes" % config.max_body_bytes)
-        reason = authenticate(config, request.headers, body)
+            response = await self._dispatch(request)
+        except Exception:  # noqa: BLE001 - the last guard: a bug must not become a traceback per request
+            LOGGER.exception("webhook: unexpected error while handling a request")
+            response = _error(500, "internal error")
+        self.answered[response.status] = self.answered.get(response.status, 0) + 1
+        if request.protocol.transport is not None:
+            self.server.arm(request.protocol)
+        return response
+
+    async def _dispatch(self, request):
+        if request.path == self.health_path and request.method in ("GET", "HEAD"):
+            return _answer(200, {"status": "ok", "pending": pending(self.queue), "in_flight": self.handoff.pending})
+        if request.path != self.config.path:
+            return _error(404, "not found")
+        if request.method != "POST":
+            return _error(405, "method not allowed", headers={"Allow": "POST"})
+        if request.content_length is not None and request.content_length > self.config.max_body_bytes:
+            return _error(413, "body larger than %d bytes" % self.config.max_body_bytes)
+        try:
+            body = await asyncio.wait_for(self._read(request), self.config.body_timeout)
+        except asyncio.TimeoutError:
+            return _error(408, "body not received within %g s" % self.config.body_timeout, headers={"Connection": "close"})
+        if body is None:
+            return _error(413, "body larger than %d bytes" % self.config.max_body_bytes)
+        reason = self.auth.check(request.headers, body)
         if reason:
             return _error(401, reason)
         if request.content_type != "application/json":
             return _error(415, "content type must be application/json")
         try:
-            payload = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return _error(400, "body is not valid JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "body must be a JSON object")
-        if pending(queue) >= config.max_pending:
-            return _error(503, "too many pending events", headers={"Retry-After": str(config.retry_after)})
-        status, answer = await handle(payload, emit)
-        return web.json_response(answer, status=status)
+            payload = decode_json(body)
+        except BadInput as exc:
+            return _error(400, str(exc))
+        answer = await self.handle(payload, self.handoff.deliver)
+        status, body = answer[0], answer[1]
+        headers = answer[2] if len(answer) > 2 else None
+        if status == 503:
+            headers = dict(headers or {}, **{"Retry-After": str(self.config.retry_after)})
+        elif status < 300:
+            self.auth.accepted(request.headers)
+        return _answer(status, body, headers)
 
-    async def health(request):
-        return web.json_response({"status": "ok", "pending": pending(queue)})
+    async def _read(self, request):
+        chunks, size = [], 0
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                return None
+            chunks.append(chunk)
 
-    app = web.Application(client_max_size=config.max_body_bytes)
-    app.router.add_post(config.path, receive)
-    app.router.add_get(config.path.rstrip("/") + "/health", health)
-    return app
 
+class Webhook(object):
+    """The webhook server on its own event loop in its own thread.
 
-class _ServerThread(object):
-    """The webhook's own event loop in its own thread.
-
-    ansible-rulebook evaluates rules synchronously on the loop that runs the source; serving HTTP from a
-    separate loop keeps accept latency low while the rules engine works. Events cross over with
-    call_soon_threadsafe, in order.
+    ansible-rulebook evaluates rules synchronously on the loop that runs the source; serving HTTP from a separate
+    loop keeps accepting, authenticating and decoding off that loop. Events cross over through self.handoff.
+    Create it on the source's loop (inside main()), then start(handle); run(coro) runs a coroutine on the server's
+    loop (so other intake shares the handler's per-key locks); stop() ends it.
     """
 
-    def __init__(self, config, queue, handle, emit):
+    def __init__(self, config, queue):
         self.config = config
-        self.app = build_app(config, queue, handle, emit)
+        self.queue = queue
+        self.handoff = Handoff(queue, asyncio.get_running_loop(), config.handoff_timeout, config.max_pending)
+        self.ssl = config.ssl_context()  # bad TLS files fail here, before anything listens
+        self.server = None
         self.loop = None
         self.runner = None
         self.port = None
-        self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
+        self.thread = None
         self.started = threading.Event()
         self.error = None
+
+    async def start(self, handle):
+        self.server = WebhookServer(self.config, handle, self.handoff, self.queue)
+        self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
+        self.thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, self.started.wait)
+        if self.error is not None:
+            raise self.error
+        LOGGER.info("listening on %s://%s:%s%s", "https" if self.config.certfile else "http", self.config.host, self.port,
+                    self.config.path)
 
     def _run(self):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self._start())
+            self.loop.run_until_complete(self._listen())
         except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
             self.started.set()
@@ -191,18 +519,21 @@ class _ServerThread(object):
             self.loop.run_until_complete(self.runner.cleanup())
             self.loop.close()
 
-    async def _start(self):
-        self.runner = web.AppRunner(self.app, access_log=None)
+    async def _listen(self):
+        self.runner = web.ServerRunner(self.server.make_server(), handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context())
-        await site.start()
+        site = web.TCPSite(self.runner, self.config.host, self.config.port, ssl_context=self.ssl,
+                           backlog=min(self.config.max_connections, 1024))
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            raise ConfigError("cannot listen on %s:%s: %s" % (self.config.host, self.config.port, exc.strerror or exc))
         self.port = self.runner.addresses[0][1]
 
-    def start(self):
-        self.thread.start()
-        self.started.wait()
-        if self.error is not None:
-            raise self.error
+    async def run(self, coro):
+        """Run coro on the webhook's loop and return its result."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def stop(self):
         if self.loop is not None and self.thread.is_alive():
@@ -213,16 +544,11 @@ class _ServerThread(object):
 async def serve(config, queue, handle):
     """Serve the webhook until cancelled (the rulebook stops the source by cancelling its task).
 
-    handle(payload, emit) returns (HTTP status, JSON body) and calls emit(event) for each event to queue.
+    handle(payload, deliver) returns (HTTP status, JSON body[, headers]); `await deliver(event)` puts one event into
+    the rulebook's queue and says whether it did.
     """
-    main_loop = asyncio.get_running_loop()
-
-    def emit(event):
-        main_loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    server = _ServerThread(config, queue, handle, emit)
-    await main_loop.run_in_executor(None, server.start)
-    LOGGER.info("listening on %s://%s:%s%s", "https" if config.certfile else "http", config.host, server.port, config.path)
+    server = Webhook(config, queue)
+    await server.start(handle)
     try:
         await asyncio.Event().wait()
     finally:

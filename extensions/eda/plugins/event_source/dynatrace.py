@@ -4,6 +4,8 @@
 """selfheal.devops.dynatrace: Dynatrace problems as Event-Driven Ansible events (webhook and polling)."""
 
 import asyncio
+import concurrent.futures
+import functools
 import hashlib
 import importlib
 import json
@@ -11,24 +13,43 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 
 DOCUMENTATION = r"""
 ---
-short_description: Receive Dynatrace problems by webhook or polling, as normalised events.
+short_description: Receive Dynatrace problems by webhook or polling, as normalised events, without losing any.
 description:
   - An event source plugin for Event-Driven Ansible that turns Dynatrace problems into one normalised
-    event shape, whether they arrive as custom-integration problem notifications (O(mode=webhook)) or are
-    read from the Problems API v2 on an interval (O(mode=poll)).
-  - Each problem state change is emitted exactly once as a transition (C(opened), C(updated),
-    C(closed)); duplicate deliveries are dropped, and with O(state_file) a restart neither re-emits handled
-    transitions nor misses what changed while the activation was down (poll mode catches up on start).
+    event shape, whether they arrive as problem notifications (O(mode=webhook)) or are read from the
+    Problems API v2 on an interval (O(mode=poll)).
+  - "Delivery: a notification answered C(202) has been handed to ansible-rulebook (put into its queue). When the
+    rules engine has no room for it within O(handoff_timeout), the answer is C(503) with C(Retry-After) and nothing
+    is recorded, so the sender's retry is delivered, never answered as a duplicate."
+  - Each problem state change is emitted once as a transition (C(opened), C(updated), C(closed)); duplicate
+    deliveries are dropped, entity order does not matter, and a problem that was closed is never opened again by a
+    late or replayed OPEN notification.
+  - "State: with O(state_file) the last transition per problem is kept in an SQLite database (created with its
+    folder, mode 0700; WAL; written off the intake path in group commits; closed problems pruned after
+    O(state_retention)). An unwritable state file stops the activation at start with a clear message; a write that
+    fails later is answered C(503) and retried, and nothing is lost. A state file in the 0.1 JSON format is migrated."
+  - "Reconciliation (O(reconcile)): at start the source reads Dynatrace itself and finishes what a previous run
+    left unfinished - an open problem whose incident has no outcome yet (no C(Resolved) or C(Escalated) comment from
+    this collection) is emitted C(opened) again, and a problem closed while the activation was down, whose incident
+    was started, is emitted C(closed). The playbooks are idempotent on the incident key, so nothing is done twice.
+    This holds without a persistent disk (EDA controller activations run in containers)."
   - Changes caused only by this collection's own writes (comments and events carrying its marker) are
     not emitted, so a remediation cannot trigger itself.
+  - "Accepted notification shapes: the custom-integration webhook payload (C(PID), C(ProblemID), C(State),
+    C(ProblemTitle), C(ProblemSeverity), C(ProblemImpact), C(ProblemURL), C(ImpactedEntities), C(Tags) and
+    C(ProblemDetailsJSONv2)), and a Davis problem event as Dynatrace Workflows send it to Event-Driven Ansible
+    (C({\"eventData\": {...}}), the shape of Dynatrace's own C(dynatrace.event_driven_ansible.dt_webhook) source:
+    C(event.id), C(display_id), C(event.name), C(event.status), C(event.category), C(affected_entity_ids),
+    C(host.name), C(entity_tags), C(root_cause_entity_id))."
   - "Event shape: C(problem) {id, display_id, title, status, severity, impact, entities, root_cause,
     tags, management_zones, url, start_time, end_time}, C(transition), C(incident_key) (for example
-    C(dt-P-1234)), C(intake) (webhook or poll), C(meta.hosts) (names of impacted HOST entities, so
-    C(run_playbook) targets them) and, with O(include_raw), C(raw)."
+    C(dt-P-1234)), C(intake) (webhook or poll), C(reconciled) (true when reconciliation emitted it), C(meta.hosts) (names of impacted HOST entities, so
+    C(run_playbook) targets them; absent when the problem names no host) and, with O(include_raw), C(raw)."
 options:
   mode:
     description: V(webhook) listens for Dynatrace problem notifications; V(poll) reads the Problems API v2.
@@ -36,7 +57,9 @@ options:
     choices: [webhook, poll]
     default: webhook
   host:
-    description: Webhook mode. Address to listen on.
+    description:
+      - Webhook mode. Address to listen on. In an EDA controller activation (a container behind a service) use
+        V(0.0.0.0).
     type: str
     default: 127.0.0.1
   port:
@@ -78,6 +101,20 @@ options:
     description: Webhook mode. Prefix before the signature, for example V(sha256=).
     type: str
     default: ""
+  hmac_timestamp_header:
+    description:
+      - Webhook mode. Header carrying the time the request was signed (epoch seconds). When set, the signed bytes
+        are O(hmac_message_prefix) + timestamp + C(:) + body, a timestamp outside O(replay_window) is refused, and a
+        signature that was already accepted is refused (no replay).
+    type: str
+  hmac_message_prefix:
+    description: Webhook mode. Text signed before the timestamp (for example V(v0:)).
+    type: str
+    default: ""
+  replay_window:
+    description: Webhook mode. Seconds a signed timestamp stays valid (both directions).
+    type: int
+    default: 300
   certfile:
     description: Webhook mode. PEM certificate (chain) to serve HTTPS with.
     type: path
@@ -93,30 +130,55 @@ options:
     default: 1048576
   max_pending:
     description:
-      - Events waiting for the rulebook above which the webhook answers 503 with C(Retry-After) instead of
-        buffering without bound.
+      - Webhook mode. Notifications waiting for room in the rulebook's queue at once; beyond it the answer is 503
+        with C(Retry-After) at once.
     type: int
-    default: 1000
+    default: 256
+  handoff_timeout:
+    description:
+      - Webhook mode. Seconds a notification may wait for room in the rulebook's queue (the rules engine is busy)
+        before it is answered 503 with C(Retry-After); nothing is recorded then, so the retry is delivered.
+    type: float
+    default: 10
   retry_after:
     description: Webhook mode. Seconds sent in C(Retry-After) with a 503 answer.
     type: int
     default: 5
+  max_connections:
+    description: Webhook mode. Open connections beyond this are closed at once (slow or idle clients cannot starve deliveries).
+    type: int
+    default: 512
+  idle_timeout:
+    description:
+      - Webhook mode. Seconds a connection may stay open without a complete request line and headers (covers
+        idle keep-alive connections and clients that send their headers slowly).
+    type: float
+    default: 15
+  body_timeout:
+    description: Webhook mode. Seconds the body of a request may take to arrive (then 408).
+    type: float
+    default: 30
   url:
     description:
-      - Poll mode. Dynatrace environment URL (C(/api/v2) is appended). Falls back to E(DYNATRACE_URL).
+      - Dynatrace environment URL (C(/api/v2) is appended), for poll mode and for O(reconcile). Falls back to
+        E(DYNATRACE_URL).
     type: str
   api_token:
-    description: Poll mode. API token with C(problems.read). Falls back to E(DYNATRACE_API_TOKEN).
+    description:
+      - API token with C(problems.read), for poll mode and O(reconcile). Falls back to E(DYNATRACE_API_TOKEN).
     type: str
   interval:
     description: Poll mode. Seconds between polls.
     type: int
     default: 30
   problem_selector:
-    description: Poll mode. Problems API C(problemSelector), for example V(managementZones("Production")).
+    description:
+      - Problems API C(problemSelector), for example V(managementZones("Production")). Poll mode reads these
+        problems. In webhook mode it is the scope of O(reconcile) (set it to what the alerting profile sends);
+        without it, reconciliation only looks at problems this collection has already written to or remembers.
     type: str
   entity_selector:
-    description: Poll mode. Problems API C(entitySelector).
+    description: Problems API C(entitySelector) (poll mode and reconciliation).
     type: str
   fields:
     description: Poll mode. Extra problem fields to request on every page (evidenceDetails, impactAnalysis, recentComments).
@@ -127,25 +189,50 @@ options:
     type: str
     default: now-2h
   page_size:
-    description: Poll mode. Problems per page (at most 500).
+    description: Problems per page (at most 500).
     type: int
     default: 500
   validate_certs:
-    description: Poll mode. Verify the Dynatrace certificate.
+    description: Verify the Dynatrace certificate (poll mode and reconciliation).
     type: bool
     default: true
   ca_path:
-    description: Poll mode. CA bundle to verify the Dynatrace certificate with.
+    description: CA bundle to verify the Dynatrace certificate with.
     type: path
   timeout:
-    description: Poll mode. Seconds one API request may take.
-    type: int
+    description: Seconds one Dynatrace API request may take.
+    type: float
     default: 30
+  max_retries:
+    description:
+      - Retries of a Dynatrace API request on 429, 502, 503, 504 and connection failures (C(Retry-After) honoured,
+        in seconds or as an HTTP date; proxies from E(HTTPS_PROXY)/E(NO_PROXY); secrets redacted from every log line).
+    type: int
+    default: 4
+  max_retry_wait:
+    description: Seconds all retries of one request may wait in total.
+    type: float
+    default: 60
+  reconcile:
+    description:
+      - At start, read Dynatrace and finish unfinished incidents (see the description). Needs O(url) and
+        O(api_token) (or their environment variables); without them the source says so and does not reconcile.
+    type: bool
+    default: true
+  reconcile_lookback:
+    description: How far back reconciliation looks for problems (Dynatrace relative time or milliseconds).
+    type: str
+    default: now-24h
   state_file:
     description:
-      - JSON file remembering the last state emitted per problem (and the last poll time), written
-        atomically after each change. Without it, state lives in memory only.
+      - SQLite database remembering the last transition emitted per problem (and the last poll time). Its folder is
+        created (mode 0700). Without it, state lives in memory only (reconciliation still finishes open incidents
+        after a restart).
     type: path
+  state_retention:
+    description: Seconds a closed problem is remembered (a late OPEN of a forgotten problem would open it again).
+    type: int
+    default: 604800
   include_raw:
     description: Add the payload or API object the event was made from as C(raw).
     type: bool
@@ -163,7 +250,9 @@ EXAMPLES = r"""
         token: "{{ DYNATRACE_WEBHOOK_TOKEN }}"
         certfile: /etc/eda/tls/cert.pem
         keyfile: /etc/eda/tls/key.pem
-        state_file: /var/lib/eda/dynatrace-state.json
+        state_file: /var/lib/eda/selfheal/dynatrace-state.db
+        # Reconciliation at start reads DYNATRACE_URL / DYNATRACE_API_TOKEN from the environment.
+        problem_selector: managementZones("Production")
   rules:
     - name: Process crash
       condition: event.transition == "opened" and event.problem.severity == "AVAILABILITY"
@@ -180,7 +269,7 @@ EXAMPLES = r"""
         api_token: "{{ DYNATRACE_API_TOKEN }}"
         interval: 30
         problem_selector: managementZones("Production")
-        state_file: /var/lib/eda/dynatrace-poll-state.json
+        state_file: /var/lib/eda/selfheal/dynatrace-poll-state.db
   rules:
     - name: Closed by Dynatrace
       condition: event.transition == "closed"
@@ -210,72 +299,61 @@ def _collection_import(name):
 
 
 webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
+state = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._state")
 dt = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._problem")
 
 TRANSITIONS = ("opened", "updated", "closed")
 
 
-# --- state: what was emitted, per problem --------------------------------------------------------
+# --- what a problem observation means ------------------------------------------------------------
 
 def fingerprint(problem, raw=None):
-    """What makes two deliveries of one problem 'the same': its normalised content plus the evidence that
-    did not come from this collection (its own events and comments must not look like news)."""
-    keys = ("status", "title", "severity", "impact", "entities", "root_cause", "tags", "management_zones")
+    """What makes two deliveries of one problem 'the same': its normalised content (order-free) plus the
+    evidence that did not come from this collection (its own events and comments must not look like news)."""
+    keys = ("status", "title", "severity", "impact", "root_cause", "tags")
     content = {k: problem.get(k) for k in keys}
+    content["entities"] = sorted(json.dumps(e, sort_keys=True) for e in problem.get("entities") or [])
+    content["management_zones"] = sorted(problem.get("management_zones") or [])
     content["evidence"] = sorted(dt.foreign_evidence(raw or {}))
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 class ProblemTracker(object):
-    """Decides the transition a problem observation represents, and remembers it (optionally on disk)."""
+    """Decides the transition a problem observation represents; the store remembers what was handed over."""
 
-    def __init__(self, state_file=None):
-        self.state_file = state_file
-        self.problems = {}
-        self.last_poll = None
-        if state_file and os.path.exists(state_file):
-            try:
-                with open(state_file) as handle:
-                    saved = json.load(handle)
-                self.problems = dict(saved.get("problems", {}))
-                self.last_poll = saved.get("last_poll")
-            except (OSError, ValueError) as exc:
-                LOGGER.warning("state file %s unreadable (%s); starting empty", state_file, exc)
+    def __init__(self, store):
+        self.store = store
 
-    def observe(self, problem, raw=None):
-        """Return the transition to emit for this observation, or None for a duplicate."""
+    def decide(self, problem, raw=None, reconcile=False):
+        """(transition, record, reason): transition None means nothing to emit, and reason says why."""
         pid = problem["id"]
-        previous = self.problems.get(pid)
-        current = fingerprint(problem, raw)
+        previous = self.store.get(pid)
+        record = {"status": problem["status"], "fingerprint": fingerprint(problem, raw),
+                  "display_id": problem.get("display_id"), "seen": time.time()}
         if problem["status"] == "CLOSED":
             if previous is not None and previous["status"] == "CLOSED":
-                return None
-            transition = "closed"
-        elif previous is None or previous["status"] == "CLOSED":
-            transition = "opened"
-        elif previous["fingerprint"] != current:
-            transition = "updated"
-        else:
-            return None
-        self.problems[pid] = {"status": problem["status"], "fingerprint": current,
-                              "display_id": problem.get("display_id"), "seen": int(time.time())}
-        return transition
+                return None, record, "duplicate"
+            return "closed", record, None
+        if previous is not None and previous["status"] == "CLOSED":
+            return None, record, "stale: the problem was closed; a problem never opens again"
+        if previous is None or reconcile:
+            return "opened", record, None
+        if previous["fingerprint"] != record["fingerprint"]:
+            return "updated", record, None
+        return None, record, "duplicate"
 
-    def open_ids(self):
-        return [pid for pid, known in self.problems.items() if known["status"] == "OPEN"]
+    def remember(self, pid, record):
+        self.store.put(pid, record)
 
-    def save(self):
-        if not self.state_file:
-            return
-        tmp = "%s.tmp.%d" % (self.state_file, os.getpid())
-        with open(tmp, "w") as handle:
-            json.dump({"problems": self.problems, "last_poll": self.last_poll}, handle)
-        os.replace(tmp, self.state_file)
+    async def persist(self):
+        return await asyncio.wrap_future(self.store.persist())
 
 
-def make_event(problem, transition, intake, raw=None, include_raw=False):
+def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False):
     event = {"problem": problem, "transition": transition, "intake": intake,
              "incident_key": dt.incident_key(problem)}
+    if reconciled:
+        event["reconciled"] = True
     hosts = dt.problem_hosts(problem)
     if hosts:
         event["meta"] = {"hosts": hosts}
@@ -284,214 +362,334 @@ def make_event(problem, transition, intake, raw=None, include_raw=False):
     return event
 
 
+class Intake(object):
+    """Observation -> decision -> hand-off -> remembered -> saved, one problem at a time (per-problem lock).
+
+    deliver(event) puts the event into the rulebook's queue and says whether it did. Only a delivered transition is
+    remembered, so a notification that could not be handed over is not a duplicate when it comes again.
+    """
+
+    def __init__(self, tracker, deliver, include_raw=False):
+        self.tracker = tracker
+        self.deliver = deliver
+        self.include_raw = include_raw
+        self.locks = webhook.KeyedLocks()
+        self.emitted = 0
+
+    async def observe(self, problem, raw, intake, reconcile=None):
+        """(HTTP status, answer) for this observation: 202 handled, 503 to be delivered again later.
+
+        reconcile: None for a notification or a poll; "reopen" or "close" when reconciliation hands it over.
+        """
+        return await self.locks(problem["id"], lambda: self._observe(problem, raw, intake, reconcile))
+
+    async def _observe(self, problem, raw, intake, reconcile):
+        pid = problem["id"]
+        transition, record, reason = self.tracker.decide(problem, raw, reconcile == "reopen")
+        if transition is None:
+            if not await self.tracker.persist():  # an earlier change of it may still wait to be saved
+                return 503, {"status": "retry", "problem": pid, "error": "the state file could not be written"}
+            return 202, {"status": reason.split(":")[0], "problem": pid, "reason": reason}
+        event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None)
+        if not await self.deliver(event):
+            return 503, {"status": "retry", "problem": pid,
+                         "error": "the rulebook did not take the event in time; deliver it again"}
+        self.emitted += 1
+        self.tracker.remember(pid, record)
+        if not await self.tracker.persist():
+            return 503, {"status": "delivered", "problem": pid, "transition": transition,
+                         "error": "delivered, but the state file could not be written; a retry is answered once it is"}
+        return 202, {"status": "accepted", "problem": pid, "transition": transition}
+
+
 # --- webhook intake ------------------------------------------------------------------------------
 
-def webhook_handler(tracker, include_raw):
-    async def handle(payload, emit):
+def webhook_handler(intake):
+    async def handle(payload, deliver):
         try:
             problem = dt.normalize_notification(payload)
         except ValueError as exc:
             return 400, {"status": "rejected", "error": str(exc)}
-        transition = tracker.observe(problem, payload)
-        if transition is None:
-            return 202, {"status": "duplicate", "problem": problem["id"]}
-        tracker.save()
-        emit(make_event(problem, transition, "webhook", payload, include_raw))
-        return 202, {"status": "accepted", "problem": problem["id"], "transition": transition}
+        return await intake.observe(problem, payload, "webhook")
 
     return handle
 
 
-# --- poll intake ---------------------------------------------------------------------------------
+# --- the Dynatrace API (poll mode and reconciliation) ---------------------------------------------
 
-class PollConfig(object):
-    def __init__(self, args):
-        self.url = (args.get("url") or os.environ.get("DYNATRACE_URL") or "").rstrip("/")
+class ApiConfig(object):
+    """Connection to the Problems API, validated up front."""
+
+    def __init__(self, args, required):
+        self.url = str(args.get("url") or os.environ.get("DYNATRACE_URL") or "").rstrip("/")
         self.token = args.get("api_token") or os.environ.get("DYNATRACE_API_TOKEN")
-        if not self.url or not self.token:
+        self.available = bool(self.url and self.token)
+        if required and not self.available:
             raise webhook.ConfigError("poll mode needs url and api_token (or DYNATRACE_URL / DYNATRACE_API_TOKEN)")
-        self.interval = max(1, int(args.get("interval", 30)))
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise webhook.ConfigError("url must start with https:// (or http://), got %r" % self.url)
         self.problem_selector = args.get("problem_selector")
         self.entity_selector = args.get("entity_selector")
-        self.fields = list(args.get("fields") or [])
-        self.lookback = str(args.get("lookback", "now-2h"))
-        self.page_size = int(args.get("page_size", 500))
-        if not 1 <= self.page_size <= 500:
-            raise webhook.ConfigError("page_size must be between 1 and 500")
+        self.fields = [str(f) for f in args.get("fields") or []]
+        self.page_size = webhook._int(args, "page_size", 500, 1, 500)
         self.validate_certs = bool(args.get("validate_certs", True))
         self.ca_path = args.get("ca_path")
-        self.timeout = float(args.get("timeout", 30))
+        if self.ca_path and not os.path.isfile(self.ca_path):
+            raise webhook.ConfigError("ca_path %s is not a readable file" % self.ca_path)
+        self.timeout = webhook._number(args, "timeout", 30, 0.5, 3600)
+        self.max_retries = webhook._int(args, "max_retries", 4, 0, 100)
+        self.max_retry_wait = webhook._number(args, "max_retry_wait", 60, 0, 86400)
 
+
+class DynatraceReader(object):
+    """The collection's Dynatrace service layer on its one transport, called from a worker thread.
+
+    The transport (retries on 429/5xx with Retry-After in seconds or as an HTTP date, backoff, proxies from the
+    environment, TLS settings, redaction of secrets) is synchronous; the source's loop never waits on it.
+    """
+
+    def __init__(self, config):
+        http = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._http")
+        service = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils.dynatrace")
+        self.errors = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._errors")
+        self.config = config
+        self.stopping = threading.Event()
+        client = http.Client(config.url + "/api/v2", service="Dynatrace", auth=http.api_token_auth(config.token),
+                             timeout=config.timeout, validate_certs=config.validate_certs, ca_path=config.ca_path,
+                             retry=http.RetryPolicy(max_attempts=config.max_retries + 1, max_wait=config.max_retry_wait,
+                                                    default_retry_after=5),
+                             log=LOGGER.warning, sleep=self._sleep)
+        self.service = service.DynatraceService(client, config.url)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="selfheal-dynatrace")
+
+    def _sleep(self, seconds):
+        if self.stopping.wait(seconds):
+            raise self.errors.CommunicationError("stopped while waiting to retry a Dynatrace request")
+
+    async def call(self, method, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(method, *args, **kwargs))
+
+    async def list_problems(self, time_from, fields=(), problem_selector=None):
+        config = self.config
+        return await self.call(self.service.list_problems, problem_selector=problem_selector or config.problem_selector,
+                               entity_selector=config.entity_selector, time_from=time_from, fields=fields,
+                               page_size=config.page_size)
+
+    async def get_problem(self, pid, fields=()):
+        return await self.call(self.service.get_problem, pid, fields=fields)
+
+    async def comments(self, pid):
+        return await self.call(self.service.comments, pid)
+
+    def close(self):
+        self.stopping.set()
+        self.executor.shutdown(wait=False)
+
+
+class Reconciler(object):
+    """Finishes what a previous run left unfinished, from Dynatrace's own record (see the DOCUMENTATION)."""
+
+    def __init__(self, reader, tracker, lookback, scoped):
+        self.reader = reader
+        self.tracker = tracker
+        self.lookback = lookback
+        self.scoped = scoped  # a problem_selector says which problems are ours even without a trace of us
+
+    async def outcome_steps(self, raw):
+        recent = raw.get("recentComments") if isinstance(raw.get("recentComments"), dict) else {}
+        comments = recent.get("comments") or []
+        if (recent.get("totalCount") or 0) > len(comments):
+            comments = await self.reader.comments(raw["problemId"])
+        return dt.own_comment_steps(comments)
+
+    async def run(self, observe):
+        """observe(problem, raw, how) hands one problem to the intake (how: reopen or close); returns counts."""
+        listed = await self.reader.list_problems(self.lookback, fields=("recentComments",))
+        counts = {"opened": 0, "closed": 0, "finished": 0, "skipped": 0}
+        for raw in listed:
+            try:
+                problem = dt.normalize_problem(raw, self.reader.config.url)
+            except ValueError as exc:
+                LOGGER.warning("reconcile: problem %s skipped: %s", raw.get("problemId"), exc)
+                continue
+            known = self.tracker.store.get(problem["id"])
+            steps = await self.outcome_steps(raw)
+            ours = self.scoped or known is not None or "started" in steps
+            if not ours:
+                counts["skipped"] += 1
+                continue
+            if problem["status"] == "OPEN":
+                if steps & {"resolved", "escalated"}:
+                    counts["finished"] += 1  # its incident has an outcome: remember it so a repeat is a duplicate
+                    if known is None:
+                        transition, record, dummy = self.tracker.decide(problem, raw)
+                        self.tracker.remember(problem["id"], record)
+                    continue
+                status, answer = await observe(problem, raw, "reopen")
+            else:
+                if known is not None and known["status"] == "CLOSED":
+                    continue
+                if known is None and "started" not in steps:
+                    continue  # closed before anything of ours began: nothing to finish
+                status, answer = await observe(problem, raw, "close")  # its incident's records are resolved
+            if status == 202 and answer.get("transition") in counts:
+                counts[answer["transition"]] += 1
+            elif status != 202:
+                LOGGER.warning("reconcile: %s for %s: %s", answer.get("status"), problem["id"], answer.get("error"))
+        await self.tracker.persist()
+        return counts
+
+
+async def reconcile_with_retries(reconciler, observe, stopping):
+    """Reconcile once, retrying (with backoff) while Dynatrace cannot be read; intake goes on meanwhile."""
+    delay = 2.0
+    while True:
+        try:
+            counts = await reconciler.run(observe)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - typed transport errors (already redacted) and anything unforeseen
+            if stopping.is_set():
+                return None
+            LOGGER.warning("reconcile: Dynatrace could not be read (%s); trying again in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(300.0, delay * 2)
+            continue
+        LOGGER.info("reconcile: %(opened)d unfinished incident(s) emitted again, %(closed)d closed while down, "
+                    "%(finished)d already finished, %(skipped)d not ours", counts)
+        return counts
+
+
+# --- poll intake ---------------------------------------------------------------------------------
 
 class Poller(object):
     """Reads every page of the Problems API per cycle and emits transitions; never gives up."""
 
-    def __init__(self, config, queue, tracker, include_raw=False):
-        self.config = config
-        self.queue = queue
+    def __init__(self, reader, intake, tracker, interval, lookback):
+        self.reader = reader
+        self.intake = intake
         self.tracker = tracker
-        self.include_raw = include_raw
-        self.list_requests = 0
+        self.interval = interval
+        self.lookback = lookback
         self.failures = 0
 
-    def _ssl(self):
-        if not self.config.validate_certs:
-            return False
-        if self.config.ca_path:
-            import ssl
-
-            return ssl.create_default_context(cafile=self.config.ca_path)
-        return None
-
-    async def _get(self, session, path, params):
-        url = self.config.url + "/api/v2" + path
-        async with session.get(url, params=params, ssl=self._ssl()) as response:
-            body = await response.text()
-            if response.status == 429 or response.status >= 500:
-                raise _Transient(response.status, response.headers.get("Retry-After"), body[:200])
-            if response.status >= 400:
-                raise _Failed(response.status, body[:300])
-            try:
-                return json.loads(body) if body else None
-            except ValueError:
-                raise _Failed(response.status, "not JSON: %s" % body[:100])
-
-    async def list_problems(self, session, since):
-        params = {"from": since, "pageSize": str(self.config.page_size)}
-        if self.config.problem_selector:
-            params["problemSelector"] = self.config.problem_selector
-        if self.config.entity_selector:
-            params["entitySelector"] = self.config.entity_selector
-        if self.config.fields:
-            params["fields"] = ",".join(self.config.fields)
-        problems = []
-        while True:
-            self.list_requests += 1
-            page = await self._get(session, "/problems", params)
-            problems.extend(page.get("problems") or [])
-            key = page.get("nextPageKey")
-            if not key:
-                return problems
-            params = {"nextPageKey": key}  # the API rejects any other parameter with a page key ...
-            if self.config.fields:
-                params["fields"] = ",".join(self.config.fields)  # ... except fields, which is per page
-
-    async def cycle(self, session):
+    async def cycle(self):
         started_ms = int(time.time() * 1000)
-        since = str(self.tracker.last_poll - 60000) if self.tracker.last_poll else self.config.lookback
-        listed = await self.list_problems(session, since)
+        last_poll = self.tracker.store.meta.get("last_poll")
+        since = str(int(last_poll) - 60000) if last_poll else self.lookback
+        listed = await self.reader.list_problems(since, fields=self.reader.config.fields)
         seen = set()
         for raw in listed:
-            problem = dt.normalize_problem(raw, self.config.url)
-            seen.add(problem["id"])
-            await self._emit(problem, raw)
-        # Tracked as open but no longer listed (closed before the window): ask for each one.
-        for pid in [p for p in self.tracker.open_ids() if p not in seen]:
             try:
-                raw = await self._get(session, "/problems/%s" % pid, None)
-            except _Failed as exc:
-                if exc.status == 404:
-                    LOGGER.warning("problem %s is gone from Dynatrace; forgetting it", pid)
-                    self.tracker.problems.pop(pid, None)
-                    continue
-                raise
-            await self._emit(dt.normalize_problem(raw, self.config.url), raw)
-        self.tracker.last_poll = started_ms
-        self.tracker.save()
-
-    async def _emit(self, problem, raw):
-        transition = self.tracker.observe(problem, raw)
-        if transition is not None:
-            self.tracker.save()
-            await self.queue.put(make_event(problem, transition, "poll", raw, self.include_raw))
+                problem = dt.normalize_problem(raw, self.reader.config.url)
+            except ValueError as exc:
+                LOGGER.warning("problem %s skipped: %s", raw.get("problemId") if isinstance(raw, dict) else raw, exc)
+                continue
+            seen.add(problem["id"])
+            await self.intake.observe(problem, raw, "poll")
+        # Tracked as open but no longer listed (closed before the window): ask for each one.
+        for pid in [p for p in self.tracker.store.open_ids() if p not in seen]:
+            try:
+                raw = await self.reader.get_problem(pid, fields=self.reader.config.fields)
+            except self.reader.errors.NotFound:
+                LOGGER.warning("problem %s is gone from Dynatrace; forgetting it", pid)
+                self.tracker.store.forget(pid)
+                continue
+            await self.intake.observe(dt.normalize_problem(raw, self.reader.config.url), raw, "poll")
+        self.tracker.store.set_meta("last_poll", started_ms)
+        await self.tracker.persist()
 
     async def run(self):
-        import aiohttp
-
-        headers = {"Authorization": "Api-Token " + self.config.token, "Accept": "application/json",
-                   "User-Agent": "selfheal.devops event source"}
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-            while True:
-                delay = self.config.interval
-                try:
-                    await self.cycle(session)
-                    self.failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except _Transient as exc:
-                    self.failures += 1
-                    delay = exc.wait() or self._backoff()
-                    LOGGER.warning("Dynatrace answered HTTP %s; next poll in %.1f s", exc.status, delay)
-                except _Failed as exc:
-                    self.failures += 1
-                    delay = max(self.config.interval, self._backoff())
-                    LOGGER.error("Dynatrace poll failed with HTTP %s: %s; retrying in %.1f s",
-                                 exc.status, _redact(exc.text, self.config.token), delay)
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-                    self.failures += 1
-                    delay = self._backoff()
-                    LOGGER.warning("Dynatrace poll failed (%s: %s); retrying in %.1f s", type(exc).__name__,
-                                   _redact(str(exc), self.config.token), delay)
-                await asyncio.sleep(delay)
+        while True:
+            delay = self.interval
+            try:
+                await self.cycle()
+                self.failures = 0
+            except asyncio.CancelledError:
+                raise
+            except self.reader.errors.SelfHealError as exc:  # already redacted by the transport
+                self.failures += 1
+                delay = max(self.interval, self._backoff())
+                LOGGER.warning("Dynatrace poll failed: %s; next poll in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
 
     def _backoff(self):
-        base = min(300.0, self.config.interval * (2 ** min(self.failures, 8)) / 2.0)
+        base = min(300.0, self.interval * (2 ** min(self.failures, 8)) / 2.0)
         return base / 2.0 + random.uniform(0, base / 2.0)
-
-
-class _Transient(Exception):
-    def __init__(self, status, retry_after, text):
-        super(_Transient, self).__init__(text)
-        self.status = status
-        self.retry_after = retry_after
-
-    def wait(self):
-        try:
-            return max(0.0, float(self.retry_after))
-        except (TypeError, ValueError):
-            return 5.0 if self.status == 429 else None
-
-
-class _Failed(Exception):
-    def __init__(self, status, text):
-        super(_Failed, self).__init__(text)
-        self.status = status
-        self.text = text
-
-
-def _redact(text, token):
-    return text.replace(token, "********") if token else text
 
 
 # --- entry point ---------------------------------------------------------------------------------
 
+def _open_store(args):
+    retention = webhook._int(args, "state_retention", 7 * 86400, 60, 10 * 365 * 86400)
+    try:
+        return state.ProblemStore(args.get("state_file"), retention=retention)
+    except state.StateError as exc:
+        raise webhook.ConfigError(str(exc))
+
+
 async def main(queue, args):
-    """Run until cancelled. Bad arguments raise at once (an activation must not start half-configured)."""
+    """Run until cancelled. Bad arguments or an unusable state file raise at once (before anything listens)."""
     mode = args.get("mode", "webhook")
-    tracker = ProblemTracker(args.get("state_file"))
-    include_raw = bool(args.get("include_raw", False))
-    if mode == "webhook":
-        config = webhook.WebhookConfig(args, default_path="/dynatrace/problems")
-        await webhook.serve(config, queue, webhook_handler(tracker, include_raw))
-    elif mode == "poll":
-        await Poller(PollConfig(args), queue, tracker, include_raw).run()
-    else:
+    if mode not in ("webhook", "poll"):
         raise webhook.ConfigError("mode must be webhook or poll, got %r" % mode)
+    include_raw = bool(args.get("include_raw", False))
+    api = ApiConfig(args, required=mode == "poll")
+    reconcile = bool(args.get("reconcile", True))
+    webhook_config = webhook.WebhookConfig(args, default_path="/dynatrace/problems") if mode == "webhook" else None
+    if reconcile and not api.available:
+        LOGGER.warning("reconcile is on but url/api_token (DYNATRACE_URL/DYNATRACE_API_TOKEN) are not set: incidents "
+                       "left unfinished by a previous run are not picked up again")
+    store = _open_store(args)
+    tracker = ProblemTracker(store)
+    reader = DynatraceReader(api) if api.available else None
+    tasks = []
+    try:
+        if mode == "webhook":
+            server = webhook.Webhook(webhook_config, queue)
+            intake = Intake(tracker, server.handoff.deliver, include_raw)
+            await server.start(webhook_handler(intake))
+            if reconcile and reader is not None:
+                reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
+                                        scoped=bool(api.problem_selector))
+
+                async def observe(problem, raw, how):  # on the webhook's loop: same locks as notifications
+                    return await server.run(intake.observe(problem, raw, "webhook", how))
+
+                tasks.append(asyncio.get_running_loop().create_task(
+                    reconcile_with_retries(reconciler, observe, reader.stopping)))
+            try:
+                await asyncio.Event().wait()
+            finally:
+                server.stop()
+        else:
+            async def put(event):
+                await queue.put(event)
+                return True
+
+            intake = Intake(tracker, put, include_raw)
+            if reconcile:
+                reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
+                                        scoped=bool(api.problem_selector))
+                await reconcile_with_retries(
+                    reconciler, lambda problem, raw, how: intake.observe(problem, raw, "poll", how), reader.stopping)
+            interval = webhook._int(args, "interval", 30, 1, 86400)
+            await Poller(reader, intake, tracker, interval, str(args.get("lookback", "now-2h"))).run()
+    finally:
+        for task in tasks:
+            task.cancel()
+        if reader is not None:
+            reader.close()
+        store.close()
 
 
 if __name__ == "__main__":
     # Manual run: print events as they arrive, e.g. `python dynatrace.py 8080 TOKEN`.
     class PrintQueue(asyncio.Queue):
-        def put_nowait(self, item):
-            print(json.dumps(item, indent=2), flush=True)
-
         async def put(self, item):
-            self.put_nowait(item)
-
-        def qsize(self):
-            return 0
+            print(json.dumps(item, indent=2), flush=True)
 
     logging.basicConfig(level=logging.INFO)
     asyncio.run(main(PrintQueue(), {"port": int(sys.argv[1]) if len(sys.argv) > 1 else 5000,
-                                    "token": sys.argv[2] if len(sys.argv) > 2 else None}))
+                                    "token": sys.argv[2] if len(sys.argv) > 2 else None, "reconcile": False}))

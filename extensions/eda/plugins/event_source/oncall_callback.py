@@ -21,6 +21,8 @@ description:
     authenticates the callback like the Dynatrace webhook does (token, HMAC, TLS, mutual TLS) and emits
     C(oncall) {provider, incident_key, response, responder, event_id, received_at}, so a rulebook can
     launch the workflow the responder chose.
+  - A callback answered C(202) has been handed to ansible-rulebook; when its queue has no room in time the answer
+    is C(503) with C(Retry-After), and the retry is delivered (it is not a duplicate).
   - Repeated deliveries of the same response (same provider, event and response) are emitted once.
   - The incident key is read from the event property named by O(incident_key_property) (xMatters) or from
     the incident's C(incident_key) (PagerDuty, the dedup key the collection sent).
@@ -80,14 +82,46 @@ options:
     description: Larger requests are answered 413.
     type: int
     default: 262144
-  max_pending:
-    description: Events waiting for the rulebook above which callbacks are answered 503 with C(Retry-After).
+  hmac_timestamp_header:
+    description:
+      - Header carrying the time the request was signed (epoch seconds). When set, the signed bytes are
+        O(hmac_message_prefix) + timestamp + C(:) + body, a timestamp outside O(replay_window) is refused, and a
+        signature that was already accepted is refused (no replay).
+    type: str
+  hmac_message_prefix:
+    description: Text signed before the timestamp (for example V(v0:)).
+    type: str
+    default: ""
+  replay_window:
+    description: Seconds a signed timestamp stays valid (both directions).
     type: int
-    default: 1000
+    default: 300
+  max_pending:
+    description: Callbacks waiting for room in the rulebook's queue at once; beyond it the answer is 503 with C(Retry-After).
+    type: int
+    default: 256
+  handoff_timeout:
+    description:
+      - Seconds a callback may wait for room in the rulebook's queue before it is answered 503 with C(Retry-After);
+        a response is remembered as seen only once it was handed over, so the retry is delivered.
+    type: float
+    default: 10
   retry_after:
     description: Seconds sent in C(Retry-After) with a 503 answer.
     type: int
     default: 5
+  max_connections:
+    description: Open connections beyond this are closed at once.
+    type: int
+    default: 512
+  idle_timeout:
+    description: Seconds a connection may stay open without a complete request line and headers.
+    type: float
+    default: 15
+  body_timeout:
+    description: Seconds the body of a request may take to arrive (then 408).
+    type: float
+    default: 30
   incident_key_property:
     description: xMatters event property holding the incident key (as sent by M(selfheal.devops.oncall_notify)).
     type: str
@@ -199,42 +233,43 @@ def parse(payload, key_property):
     return parse_xmatters(payload, key_property)
 
 
-def callback_handler(key_property, seen):
-    async def handle(payload, emit):
+def callback_handler(key_property, seen, locks):
+    """Deliveries of the same response are decided one after the other; one is remembered only once handed over."""
+
+    async def handle(payload, deliver):
         try:
             oncall = parse(payload, key_property)
         except ValueError as exc:
             return 400, {"status": "rejected", "error": str(exc)}
         identity = (oncall["provider"], oncall["event_id"], oncall["response"])
-        if identity in seen:
-            return 202, {"status": "duplicate"}
-        seen.add(identity)
-        if len(seen) > 100000:  # bounded memory: forget the oldest half
-            for old in list(seen)[:50000]:
-                seen.discard(old)
-        oncall["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        emit({"oncall": oncall})
-        return 202, {"status": "accepted", "response": oncall["response"]}
+        return await locks(identity, lambda: _deliver_once(oncall, identity, seen, deliver))
 
     return handle
+
+
+async def _deliver_once(oncall, identity, seen, deliver):
+    if identity in seen:
+        return 202, {"status": "duplicate"}
+    oncall["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not await deliver({"oncall": oncall}):
+        return 503, {"status": "retry", "error": "the rulebook did not take the event in time; deliver it again"}
+    seen[identity] = True
+    if len(seen) > 100000:  # bounded memory: forget the oldest half (dicts keep insertion order)
+        for old in list(seen)[:50000]:
+            del seen[old]
+    return 202, {"status": "accepted", "response": oncall["response"]}
 
 
 async def main(queue, args):
     config = webhook.WebhookConfig(args, default_path="/oncall/callback", default_max_body=262144)
     key_property = str(args.get("incident_key_property", "selfheal_incident_key"))
-    await webhook.serve(config, queue, callback_handler(key_property, set()))
+    await webhook.serve(config, queue, callback_handler(key_property, {}, webhook.KeyedLocks()))
 
 
 if __name__ == "__main__":
     class PrintQueue(asyncio.Queue):
-        def put_nowait(self, item):
-            print(json.dumps(item, indent=2), flush=True)
-
         async def put(self, item):
-            self.put_nowait(item)
-
-        def qsize(self):
-            return 0
+            print(json.dumps(item, indent=2), flush=True)
 
     logging.basicConfig(level=logging.INFO)
     asyncio.run(main(PrintQueue(), {"port": int(sys.argv[1]) if len(sys.argv) > 1 else 5001}))
