@@ -362,8 +362,8 @@ def postmortem_markdown(document):
              "## Stages", "", md_table(["stage", "time (UTC)", "since start"], stage_rows(incident)), ""]
     evidence = (problem or {}).get("evidence") or []
     if evidence:
-        parts += ["## Evidence (Dynatrace)", "", md_table(["type", "what", "entity", "since"],
-                                                           [[e.get("type"), e.get("name"), e.get("entity"), e.get("start")] for e in evidence]), ""]
+        rows = [[e.get("type"), e.get("name"), e.get("entity"), e.get("start")] for e in evidence]
+        parts += ["## Evidence (Dynatrace)", "", md_table(["type", "what", "entity", "since"], rows), ""]
     if document.get("responses"):
         parts += ["## Page and responses", "", md_table(["responder", "response", "paged", "answered", "after"], response_rows(document)), ""]
     parts += ["## What the automation did", "", md_table(["time (UTC)", "action", "step", "system", "result", "seconds", "detail"],
@@ -404,8 +404,8 @@ def postmortem_html(document, charts=True):
             "<h2>Facts</h2>", html_table(["", ""], postmortem_facts(incident, problem, document.get("ticket")))]
     evidence = (problem or {}).get("evidence") or []
     if evidence:
-        body += ["<h2>Evidence (Dynatrace)</h2>", html_table(["type", "what", "entity", "since"],
-                                                            [[e.get("type"), e.get("name"), e.get("entity"), e.get("start")] for e in evidence])]
+        rows = [[e.get("type"), e.get("name"), e.get("entity"), e.get("start")] for e in evidence]
+        body += ["<h2>Evidence (Dynatrace)</h2>", html_table(["type", "what", "entity", "since"], rows)]
     if document.get("responses"):
         body += ["<h2>Page and responses</h2>", html_table(["responder", "response", "paged", "answered", "after"], response_rows(document))]
     body += ["<h2>What the automation did</h2>",

@@ -327,7 +327,7 @@ def run(params, check_mode, log):
 def main():
     module = AnsibleModule(
         argument_spec=sources.connection_spec(
-            incident_key=dict(type="str", required=True),
+            incident_key=dict(type="str", required=True, no_log=False),
             timeline=dict(type="list", elements="dict", default=[]),
             timeline_dir=dict(type="path", default="/var/tmp/selfheal/incidents"),
             problem=dict(type="dict", default={}),
@@ -337,7 +337,7 @@ def main():
             project=dict(type="str"),
             recurrence=dict(type="str"),
             charts=dict(type="bool", default=True),
-            key_property=dict(type="str", default="selfheal_incident_key"),
+            key_property=dict(type="str", default="selfheal_incident_key", no_log=False),
         ),
         supports_check_mode=True,
     )

@@ -335,7 +335,7 @@ def main():
     module = AnsibleModule(
         argument_spec=_options.argument_spec(
             "jira",
-            incident_key=dict(type="str", required=True),
+            incident_key=dict(type="str", required=True, no_log=False),
             problem=dict(type="dict", required=True),
             scenario=dict(type="str"),
             ticket=dict(type="str"),

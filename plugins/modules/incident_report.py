@@ -361,7 +361,7 @@ def main():
             label=dict(type="str", default="selfheal"),
             project=dict(type="str"),
             jql=dict(type="str"),
-            key_property=dict(type="str", default="selfheal_incident_key"),
+            key_property=dict(type="str", default="selfheal_incident_key", no_log=False),
             manual_baseline=dict(type="float"),
             top=dict(type="int", default=10),
             rows=dict(type="int", default=50),

@@ -34,7 +34,6 @@ import uuid
 
 from aiohttp import web
 
-import credentials
 import dynatrace
 import jira
 import oncall
@@ -258,8 +257,8 @@ def add_page(xm, key, plan, story, seed, index):
         "eventType": "USER", "priority": "HIGH", "incident": "INCIDENT_ID-%s" % event_id, "status": "TERMINATED" if story["resolved"] else "ACTIVE",
         "created": oncall.xm_time(paged), "created_epoch": paged,
         "terminated": oncall.xm_time(story["resolved"]) if story["resolved"] else None,
-        "history": [{"status": "ACTIVE", "at": paged}] + ([{"status": "TERMINATED", "at": story["resolved"]}]
-                                                           if story["resolved"] else []),
+        "history": [{"status": "ACTIVE", "at": paged}] + (
+            [{"status": "TERMINATED", "at": story["resolved"]}] if story["resolved"] else []),
         "floodControl": False, "otherResponseCountThreshold": 2, "otherResponseCount": len(story["responses"]),
         "responseCountsEnabled": False, "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, "history-request/%s/%d" % (seed, index))),
         "submitter": None, "plan": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "xmatters/plan")), "name": "Selfheal Sandbox"},

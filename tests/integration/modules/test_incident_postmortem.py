@@ -37,8 +37,8 @@ def test_build_attach_once_and_rebuild_nothing(sandbox, sandbox_env, playbook, s
             "recurrence": "seen 2 times in the last 30 days"}
     check = playbook([task("check", **args)], env=sandbox_env, check=True, diff=True)
     assert check.rc == 0, check.stdout[-3000:]
-    assert check["check"]["changed"] and check["check"]["attached"] == [key + "-postmortem.json", key + "-postmortem.md",
-                                                                         key + "-postmortem.html"]
+    expected = [key + "-postmortem.json", key + "-postmortem.md", key + "-postmortem.html"]
+    assert check["check"]["changed"] and check["check"]["attached"] == expected
     assert not (directory / (key + "-postmortem.md")).exists()
     assert len(sandbox.state()["jira"]["cloud"]["issues"][issue["key"]]["attachments"]) == 2
 

@@ -445,7 +445,8 @@ def test_jql_date_clauses_absolute_and_relative(v3, dc):
     key = v3.create(labels=["dated"])["key"]
     assert [i["key"] for i in v3.call("GET", "/search/jql", params={"jql": "labels = dated AND created >= -1h", "fields": "key"}).json()["issues"]] == [key]
     assert v3.call("GET", "/search/jql", params={"jql": "labels = dated AND created < -1h"}).json()["issues"] == []
-    assert len(v3.call("GET", "/search/jql", params={"jql": 'labels = dated AND created >= "2020-01-01" AND created < "2100/01/01 00:00"'}).json()["issues"]) == 1
+    between = 'labels = dated AND created >= "2020-01-01" AND created < "2100/01/01 00:00"'
+    assert len(v3.call("GET", "/search/jql", params={"jql": between}).json()["issues"]) == 1
     assert v3.call("GET", "/search/jql", params={"jql": "labels = dated AND resolved is EMPTY"}).json()["issues"]
     bad = v3.call("GET", "/search/jql", params={"jql": 'labels = dated AND created >= "yesterday"'})
     assert bad.status_code == 400 and bad.json()["errorMessages"][0].startswith("Date value 'yesterday' for field 'created' is invalid.")
