@@ -830,7 +830,7 @@ def clean(params, check_mode):
     """Validate, pin the roots, clean; the result dict (with warnings), or Refused before anything is deleted."""
     started = time.time()
     settings = Settings(params)
-    opened = scan_open_files() if settings.skip_open and not settings.usage_only else None
+    opened = scan_open_files() if settings.skip_open else None  # usage_only too: refused as early as possible
     mounts = read_mounts()
     roots = []
     try:
