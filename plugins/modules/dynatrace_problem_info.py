@@ -78,7 +78,7 @@ EXAMPLES = r"""
     problem_selector: status("open"),severityLevel("AVAILABILITY"),managementZones("prod")
     time_from: now-6h
     query: "[].entities[?type=='HOST'].name[]"
-  register: hosts
+  register: problem_hosts
 """
 
 RETURN = r"""

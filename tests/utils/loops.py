@@ -53,7 +53,8 @@ def self_healing_loop(collections_path, sandbox, workdir, variables=None, settin
                                              workdir=str(workdir / "eda"))
     activation.start()
     try:
-        activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=90)
+        activation.health_url = "http://127.0.0.1:%d/dynatrace/problems/health" % port
+        activation.wait_for_url(activation.health_url, timeout=90)
         sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
         sandbox.call("POST", "/_sandbox/xmatters/config", {"delay": 0.1})

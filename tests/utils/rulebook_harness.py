@@ -82,7 +82,7 @@ class Activation(object):
         env.update(self.env)
         command = [os.path.join(BIN, "ansible-rulebook"), "-r", self.rulebook_path, "-i", self.inventory_path,
                    "-e", self.vars_path] + (["--print-events"] if self.print_events else []) + ["-v"] * self.verbosity
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "a" if self.process is not None else "w")  # a restart appends
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         cwd=self.workdir, start_new_session=True)
         return self
@@ -106,6 +106,15 @@ class Activation(object):
             return http_ok(url)
 
         return wait_until(ready, timeout, interval=0.1, what=url)
+
+    def kill(self):
+        """SIGKILL the activation and everything it started (ansible-runner, ansible-playbook): a container dying."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

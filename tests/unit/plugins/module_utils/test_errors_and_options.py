@@ -90,7 +90,7 @@ def test_shared_connection_options_match_their_doc_fragment():
 
 
 def test_secrets_are_no_log():
-    secret_names = {"api_token", "token", "xmatters_password", "routing_key", "password", "client_secret"}
+    secret_names = {"api_token", "token", "xmatters_password", "routing_key", "password", "client_secret", "xmatters_trigger_url"}
     for service, spec in _options.SERVICES.items():
         for name, option in spec.items():
             assert option.get("no_log", False) == (name in secret_names), (service, name)
