@@ -105,7 +105,7 @@ def test_the_tarball_holds_no_dev_only_file_and_no_secret(built):
         texts = {member.name: archive.extractfile(member).read().decode("utf-8", "replace") for member in members if member.isfile()}
     leaked = [name for name in names if name.startswith(DEV_ONLY) or name + "/" in DEV_ONLY]
     assert not leaked, "dev-only files in the tarball: %s" % leaked[:20]
-    parents = {entry.split("/")[0] for entry in SHIPPED if "/" in entry.rstrip("/")}  # directory entries: extensions, ...
+    parents = {entry.split("/", maxsplit=1)[0] for entry in SHIPPED if "/" in entry.rstrip("/")}  # directory entries: extensions, ...
     unexpected = [name for name in names if not (name.startswith(SHIPPED) or name + "/" in SHIPPED or name in parents)]
     assert not unexpected, "files outside the shipped set: %s" % unexpected[:20]
     assert not [name for name in names if "/__pycache__" in name or name.endswith((".pyc", ".pyo"))]

@@ -6,7 +6,6 @@ secret is refused there (so the injected values are what the module used), with 
 import glob
 import os
 
-import pytest
 import yaml
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment

@@ -173,9 +173,9 @@ def test_an_input_is_secret_exactly_when_the_option_is_no_log(name, variable):
     service, option, spec, primary = ENV_OPTIONS[variable]
     [field_id] = inputs_behind(TYPES[name], TYPES[name]["injectors"]["env"][variable])
     field = fields(TYPES[name])[field_id]
-    assert bool(field.get("secret")) == bool(spec.get("no_log")), (
-        "%s: input %s (-> %s, %s.%s no_log=%s) has secret=%s" % (name, field_id, variable, service, option,
-                                                                  spec.get("no_log"), field.get("secret")))
+    message = "%s: input %s (-> %s, %s.%s no_log=%s) has secret=%s" % (
+        name, field_id, variable, service, option, spec.get("no_log"), field.get("secret"))
+    assert bool(field.get("secret")) == bool(spec.get("no_log")), message
 
 
 @pytest.mark.parametrize("name", sorted(TYPES))
