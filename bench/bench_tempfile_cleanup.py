@@ -1,16 +1,22 @@
-"""tempfile_cleanup vs `find ROOT -type f -mmin +N -delete` vs the stock Ansible way, side by side.
+"""tempfile_cleanup (streaming and target mode) vs `find ROOT -type f -mmin +N -delete` vs the stock Ansible way.
 
-Builds a realistic nested temp tree (FILES files in 2-level directories, half of them older than the age),
-then times, on fresh copies of the same tree:
-  find      find ROOT -type f -mmin +60 -delete
-  module    the module's cleaner called in-process (what runs on the managed host), streaming mode
-  playbook  the module through ansible-playbook once (adds Ansible's start-up and module transfer)
-  stock     ansible.builtin.find + ansible.builtin.file (state=absent) loop, on STOCK_FILES files, extrapolated
-and the peak memory (max RSS of a child process) of the module over MEMORY_FILES files.
+Builds a realistic nested temp tree (FILES files in 2-level directories, half of them older than the age), then times,
+on fresh copies of the same tree, alternating in every round (the order rotates from round to round):
+  find       find ROOT -type f -mmin +60 -delete
+  streaming  the module's logic in process (validation, root pinning, walk), no target: deletes as it walks
+  target     the same with a free-space target no deletion can reach: every candidate is collected, chosen oldest
+             first, re-checked and deleted (the same files as find, the role's default path)
+and once each:
+  playbook   the module through ansible-playbook (adds Ansible's start-up and module transfer), both modes
+  stock      ansible.builtin.find + ansible.builtin.file (state=absent) loop, on STOCK_FILES files, extrapolated
+then the peak memory (max RSS of a child process that imported AnsibleModule like the module does) over MEMORY_FILES
+files in streaming mode, in target mode when every candidate goes, and in target mode when half of the candidates are
+needed (the oldest-first sort).
 
-    .venv/bin/python bench/bench_tempfile_cleanup.py [--files 200000] [--stock-files 2000] [--memory-files 1000000]
+    .venv/bin/python bench/bench_tempfile_cleanup.py [--files 200000] [--rounds 7] [--stock-files 2000]
+                                                     [--memory-files 1000000] [--dir /dev/shm]
 
-Writes bench/results/tempfile_cleanup.json and prints a table.
+Writes bench/results/tempfile_cleanup-<fstype>.json and prints a table.
 """
 
 import argparse
@@ -44,22 +50,34 @@ def build_tree(root, files, per_dir=200):
 
 def timed(function):
     started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+    result = function()
+    return time.perf_counter() - started, result
 
 
-def module_params(root):
-    return {"patterns": ["*"], "excludes": [], "age": "1h", "age_stamp": "mtime", "min_size": "0",
-            "one_file_system": True, "remove_empty_dirs": False, "max_files": 0, "sample_size": 20,
-            "skip_open_files": False, "paths": [root], "allowed_roots": [os.path.dirname(root)]}
+def module_params(root, **extra):
+    # The bench trees may live under /dev/shm, a protected tree: named exactly, as a user would have to.
+    params = {"paths": [root], "allowed_roots": [root], "allow_protected_roots": [root], "patterns": ["*"], "excludes": [],
+              "age": "1h", "age_stamp": "mtime", "min_size": "0", "target_free_percent": None, "target_free_bytes": None,
+              "one_file_system": True, "remove_empty_dirs": False, "max_files": 0, "sample_size": 20,
+              "skip_open_files": False, "usage_only": False}
+    params.update(extra)
+    return params
 
 
-def run_module_inprocess(root):
-    from ansible_collections.selfheal.devops.plugins.modules import tempfile_cleanup
+def run_module_inprocess(root, mode):
+    from ansible_collections.selfheal.devops.plugins.module_utils import _tempfiles
 
-    cleaner = tempfile_cleanup.Cleaner(module_params(root), check_mode=False)
-    cleaner.clean_streaming(root)
-    return cleaner.deleted
+    extra = {}
+    if mode == "target":
+        extra["target_free_bytes"] = "1000T"  # unreachable: every candidate goes, oldest first
+    elif mode == "target-half":
+        # Half of the candidates (a quarter of the files, one page each on tmpfs) are needed: the oldest-first sort runs.
+        vfs = os.statvfs(root)
+        files = sum(len(names) for dummy, dummy2, names in os.walk(root))
+        extra["target_free_bytes"] = str(vfs.f_bavail * vfs.f_frsize + files // 4 * vfs.f_bsize)
+    result, warnings = _tempfiles.clean(module_params(root, **extra), False)
+    assert not warnings and not result["errors"], (warnings, result["errors"][:3])
+    return result["deleted"]
 
 
 def run_playbook(tasks, workdir):
@@ -72,10 +90,21 @@ def run_playbook(tasks, workdir):
                    stdout=subprocess.DEVNULL)
 
 
-def memory_child(root):
-    """Run in a child: clean root, print the child's max RSS in MiB."""
-    run_module_inprocess(root)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+def memory_child(root, mode):
+    """Run in a child: clean root like the module process does, print deleted files and the max RSS in MiB."""
+    from ansible.module_utils.basic import AnsibleModule  # noqa: F401  (the module process imports it too)
+
+    deleted = run_module_inprocess(root, mode)
+    print(deleted, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+
+def find_delete(tree, expected):
+    subprocess.run(["find", tree, "-type", "f", "-mmin", "+60", "-delete"], check=True)
+    return expected  # checked by counting what is left
+
+
+def remove(path):
+    subprocess.run(["rm", "-rf", path], check=True)
 
 
 def main():
@@ -83,16 +112,18 @@ def main():
     parser.add_argument("--files", type=int, default=200000)
     parser.add_argument("--stock-files", type=int, default=2000)
     parser.add_argument("--memory-files", type=int, default=1000000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--dir", default="/var/tmp", help="where the trees are made (its filesystem is measured)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        memory_child(args.child)
+        memory_child(*args.child)
         return
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True)
     base = tempfile.mkdtemp(prefix="selfheal-bench-cleanup-", dir=args.dir)
     fstype = subprocess.run(["df", "--output=fstype", base], capture_output=True, text=True, check=True).stdout.split()[-1]
+    load = {"start": os.getloadavg()}
+    expected = args.files // 2
     try:
         template = os.path.join(base, "template")
         build_tree(template, args.files)
@@ -103,56 +134,68 @@ def main():
             subprocess.run(["sync"], check=True)  # the copy's writeback must not land in the next measurement
             return target
 
-        figures = {}
-        # find and the module alternate, each on a fresh copy, --rounds times; the medians are compared (this
-        # machine is noisy, and one pair of runs can land either side of the target).
-        rounds = {"find": [], "module": []}
+        variants = {
+            "find": lambda tree: find_delete(tree, expected),
+            "streaming": lambda tree: run_module_inprocess(tree, "streaming"),
+            "target": lambda tree: run_module_inprocess(tree, "target"),
+        }
+        rounds = {name: [] for name in variants}
+        names = list(variants)
         for number in range(args.rounds):
-            tree = fresh("find-%d" % number)
-            rounds["find"].append(timed(lambda: subprocess.run(["find", tree, "-type", "f", "-mmin", "+60", "-delete"], check=True)))
-            tree = fresh("module-%d" % number)
-            deleted = []
-            rounds["module"].append(timed(lambda: deleted.append(run_module_inprocess(tree))))
-            assert deleted[0] == args.files // 2, deleted
-        figures["find"] = statistics.median(rounds["find"])
-        figures["module"] = statistics.median(rounds["module"])
-        tree = fresh("playbook")
-        figures["playbook"] = timed(lambda: run_playbook([{"selfheal.devops.tempfile_cleanup": {
-            "paths": [tree], "allowed_roots": [base], "age": "1h"}}], base))
+            for name in names[number % 3:] + names[:number % 3]:  # rotate the order: no variant always runs first
+                tree = fresh("%s-%d" % (name, number))
+                seconds, deleted = timed(lambda: variants[name](tree))
+                assert deleted == expected and sum(len(n) for dummy, dummy2, n in os.walk(tree)) == args.files - expected, name
+                rounds[name].append(seconds)
+                remove(tree)
+        figures = {name: statistics.median(values) for name, values in rounds.items()}
+        load["after_rounds"] = os.getloadavg()
+
+        for mode, extra in (("playbook_streaming", {}), ("playbook_target", {"target_free_bytes": "1000T"})):
+            tree = fresh(mode)
+            figures[mode] = timed(lambda: run_playbook([{"selfheal.devops.tempfile_cleanup": dict({
+                "paths": [tree], "allowed_roots": [tree], "allow_protected_roots": [tree], "age": "1h"}, **extra)}], base))[0]
+            remove(tree)
 
         stock_tree = os.path.join(base, "stock")
         build_tree(stock_tree, args.stock_files)
         stock = timed(lambda: run_playbook([
             {"ansible.builtin.find": {"paths": stock_tree, "recurse": True, "age": "1h"}, "register": "found"},
-            {"ansible.builtin.file": {"path": "{{ item.path }}", "state": "absent"}, "loop": "{{ found.files }}"}], base))
+            {"ansible.builtin.file": {"path": "{{ item.path }}", "state": "absent"}, "loop": "{{ found.files }}"}], base))[0]
         figures["stock_extrapolated"] = stock * args.files / args.stock_files
+        remove(template)
 
-        peak_mib = None  # --memory-files 0 skips the memory measurement
-        if args.memory_files:
-            memory_tree = os.path.join(base, "memory")
+        memory = {}  # --memory-files 0 skips the memory measurement
+        for mode in ("streaming", "target", "target-half") if args.memory_files else ():
+            memory_tree = os.path.join(base, "memory-" + mode)
             build_tree(memory_tree, args.memory_files)
-            child = subprocess.run([sys.executable, __file__, "--child", memory_tree], check=True, capture_output=True, text=True)
-            peak_mib = float(child.stdout.strip().splitlines()[-1])
+            child = subprocess.run([sys.executable, __file__, "--child", memory_tree, mode], check=True, capture_output=True, text=True)
+            deleted, peak = child.stdout.strip().splitlines()[-1].split()
+            memory[mode] = {"deleted": int(deleted), "peak_rss_mib": round(float(peak), 1)}
+            remove(memory_tree)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    load["end"] = os.getloadavg()
 
     report = {"benchmark": "tempfile_cleanup", "files": args.files, "stock_files": args.stock_files,
               "memory_files": args.memory_files, "machine": "%d cores" % os.cpu_count(),
               "command": "python bench/bench_tempfile_cleanup.py --files %d --stock-files %d --memory-files %d --rounds %d --dir %s"
               % (args.files, args.stock_files, args.memory_files, args.rounds, args.dir),
-              "filesystem": fstype, "load_average": os.getloadavg()[0],
-              "seconds": {k: round(v, 2) for k, v in figures.items()},
-              "rounds": {k: [round(v, 2) for v in values] for k, values in rounds.items()},
+              "filesystem": fstype, "load_average": {k: [round(v, 2) for v in values] for k, values in load.items()},
+              "seconds": {k: round(v, 3) for k, v in figures.items()},
+              "rounds": {k: [round(v, 3) for v in values] for k, values in rounds.items()},
               "ratio_to_find": {k: round(v / figures["find"], 2) for k, v in figures.items()},
-              "peak_rss_mib": peak_mib and round(peak_mib, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "round_ratios": {k: [round(v / f, 2) for v, f in zip(values, rounds["find"])] for k, values in rounds.items()},
+              "memory": memory, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "tempfile_cleanup-%s.json" % fstype), "w") as handle:
         json.dump(report, handle, indent=2)
     for name, seconds in figures.items():
-        print("%-20s %9.2f s  %6.2fx find" % (name, seconds, seconds / figures["find"]))
+        print("%-20s %9.3f s  %6.2fx find" % (name, seconds, seconds / figures["find"]))
     print("filesystem: %s; rounds: %s" % (fstype, json.dumps(report["rounds"])))
-    if peak_mib is not None:
-        print("peak RSS over %d files: %.1f MiB" % (args.memory_files, peak_mib))
+    print("load average: %s" % json.dumps(report["load_average"]))
+    for mode, values in memory.items():
+        print("peak RSS over %d files, %s: %.1f MiB (%d deleted)" % (args.memory_files, mode, values["peak_rss_mib"], values["deleted"]))
 
 
 if __name__ == "__main__":

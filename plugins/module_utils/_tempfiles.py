@@ -395,19 +395,6 @@ class Cleaner(object):
             return "not_matched"
         return None
 
-    def judge(self, info):
-        """None when the lstat result info may go, else why it stays (the same rules in every mode)."""
-        mode = info.st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            return "not_regular"
-        if self.stamp(info) > self.cutoff:
-            return "too_young"
-        if info.st_size < self.settings.min_size:
-            return "too_small"
-        if self.opened is not None and (info.st_dev, info.st_ino) in self.opened:
-            return "open"
-        return None
-
     def freed_by(self, info):
         """Bytes an unlink frees: the allocated blocks, once the last link of a hard-linked file goes."""
         if info.st_nlink <= 1:
@@ -443,7 +430,7 @@ class Cleaner(object):
         except OSError as exc:
             self.error(prefix, exc)
             return 1
-        lstat, unlink, is_reg, is_lnk, stamp = os.lstat, os.unlink, stat.S_ISREG, stat.S_ISLNK, self.stamp
+        lstat, unlink, stamp, ifmt, ifreg, iflnk = os.lstat, os.unlink, self.stamp, stat.S_IFMT(0o177777), stat.S_IFREG, stat.S_IFLNK
         cutoff, min_size, opened, kept = self.cutoff, self.settings.min_size, self.opened, self.kept
         filtered, name_reason, check_mode = self.settings.filtered, self.name_reason, self.check_mode
         limit = self.settings.max_files - self.deleted if self.settings.max_files else -1
@@ -476,12 +463,13 @@ class Cleaner(object):
                         info = lstat(name, dir_fd=fd)  # fresh: type, age, size and inode as they are now
                     except OSError:
                         continue  # gone meanwhile
-                    mode = info.st_mode
-                    if not (is_reg(mode) or is_lnk(mode)):
+                    mode = info.st_mode & ifmt
+                    if mode != ifreg and mode != iflnk:
                         kept["not_regular"] += 1
                         left += 1
                         continue
-                    if stamp(info) > cutoff:
+                    age = stamp(info)
+                    if age > cutoff:
                         too_young += 1
                         left += 1
                         continue
@@ -496,7 +484,7 @@ class Cleaner(object):
                     if group is not None:  # target mode: a candidate, decided later
                         if info.st_nlink > 1:
                             group.links[len(group.stamps)] = (info.st_dev, info.st_ino, info.st_nlink)
-                        add_stamp(stamp(info))
+                        add_stamp(age)
                         add_blocks(info.st_blocks * 512)
                         add_inode(info.st_ino)
                         add_name(name)
@@ -701,16 +689,17 @@ class Cleaner(object):
     def _delete_chosen(self, group):
         """Open each directory again from the pinned root, check each chosen file again, unlink it."""
         opener = Opener(group, self)
-        state, inodes, lstat, unlink, judge = group.state, group.inodes, os.lstat, os.unlink, self.judge
+        state, inodes, lstat, unlink, stamp, cutoff = group.state, group.inodes, os.lstat, os.unlink, self.stamp, self.cutoff
+        ifmt, ifreg, iflnk, min_size, opened = stat.S_IFMT(0o177777), stat.S_IFREG, stat.S_IFLNK, self.settings.min_size, self.opened
         try:
             for record, chosen in self._records_with_chosen(group):
                 prefix = record[ROOT].prefix + self._relative(group, record)
-                for index in chosen:
-                    state[index] = 2
                 try:
                     fd = opener.open(record)
                 except (OSError, Moved) as exc:
                     self.kept["replaced"] += len(chosen)
+                    for index in chosen:
+                        state[index] = 2
                     if isinstance(exc, OSError) and exc.errno != errno.ENOENT:
                         self.error(prefix, exc)
                     continue
@@ -718,13 +707,16 @@ class Cleaner(object):
                 sample, sample_room = self.sample, self.settings.sample_size - len(self.sample)
                 deleted = freed = 0
                 for index in chosen:
+                    state[index] = 2
                     name = names[index - first]
                     try:
-                        info = lstat(name, dir_fd=fd)
+                        info = lstat(name, dir_fd=fd)  # the same rules again, right before the unlink
                     except OSError:
                         record[LEFT] -= 1  # gone meanwhile
                         continue
-                    if info.st_ino != inodes[index] or judge(info) is not None:
+                    mode = info.st_mode & ifmt
+                    if (info.st_ino != inodes[index] or (mode != ifreg and mode != iflnk) or stamp(info) > cutoff
+                            or info.st_size < min_size or (opened is not None and (info.st_dev, info.st_ino) in opened)):
                         self.kept["replaced"] += 1  # replaced, touched or opened since the walk: it stays
                         continue
                     try:
