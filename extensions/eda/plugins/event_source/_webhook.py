@@ -7,14 +7,18 @@ One place for what every inbound webhook needs:
   - argument validation (WebhookConfig), bearer-token and HMAC authentication with an optional signed
     timestamp and replay window (constant-time compares), TLS and mutual TLS;
   - a hardened HTTP server: connection cap, idle/header timeout, body timeout, body-size and content-type
-    limits, strict JSON decoding (no NaN/Infinity, bounded nesting), never a traceback for any input;
+    limits, strict JSON decoding (no NaN/Infinity, bounded nesting) or, for a source that passes `decode=form_body`,
+    strict form decoding (application/x-www-form-urlencoded: UTF-8, no repeated or malformed field, bounded field
+    count), never a traceback for any input;
   - delivery (Handoff): an event answered 202 has been put into ansible-rulebook's queue. ansible-rulebook gives
     a source an asyncio.Queue(1) on its own loop; the server runs on a thread of its own and hands each event
     over with an awaited put on that loop. When there is no room within `handoff_timeout`, nothing was queued
     and the sender gets 503 + Retry-After, so it delivers again later.
 
-A source supplies handle(payload, deliver) -> (status, body) where `await deliver(event)` returns True once the
-event is in the rulebook's queue and False when it could not be handed over (then the source answers 503).
+A source supplies handle(payload, deliver) -> (status, body[, headers]) where `await deliver(event)` returns True
+once the event is in the rulebook's queue and False when it could not be handed over (then the source answers 503).
+A body of None is answered with an empty body (Slack wants an empty 200 for a button click). The payload is what
+the source's decoder made of the authenticated body: decode(content_type, body, headers), json_body by default.
 """
 
 import asyncio
@@ -27,6 +31,7 @@ import math
 import ssl
 import threading
 import time
+import urllib.parse
 
 from aiohttp import web
 
@@ -34,6 +39,7 @@ LOGGER = logging.getLogger("selfheal.devops.webhook")
 
 HMAC_ALGORITHMS = ("sha256", "sha512", "sha1")
 MAX_JSON_DEPTH = 64
+MAX_FORM_FIELDS = 100
 
 
 class ConfigError(ValueError):
@@ -137,6 +143,10 @@ class BadInput(ValueError):
     """A request body the source refuses with 400 (the message says why, never echoes secrets)."""
 
 
+class UnsupportedMediaType(BadInput):
+    """A body of a content type the source does not take (answered 415)."""
+
+
 def _reject_constant(name):
     raise BadInput("%s is not valid JSON" % name)
 
@@ -172,6 +182,47 @@ def decode_json(body, max_depth=MAX_JSON_DEPTH):
         raise BadInput("body must be a JSON object")
     _depth(payload, max_depth)
     return payload
+
+
+def json_body(content_type, body, headers=None):
+    """The default decoder: an application/json body holding one JSON object."""
+    if content_type != "application/json":
+        raise UnsupportedMediaType("content type must be application/json")
+    return decode_json(body)
+
+
+def decode_form(body, max_fields=MAX_FORM_FIELDS):
+    """The fields of an application/x-www-form-urlencoded body as {name: value} (str); BadInput for a body that is
+    not UTF-8, a malformed pair, a value that is not UTF-8 once percent-decoded, a repeated name or more than
+    max_fields fields. Messages never echo the body."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("body is not UTF-8")
+    if not text:
+        return {}
+    try:
+        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True, encoding="utf-8",
+                                       errors="strict", max_num_fields=max_fields)
+    except UnicodeDecodeError:
+        raise BadInput("a form field is not UTF-8 once percent-decoded")
+    except ValueError as exc:
+        if "max number of fields" in str(exc).lower():
+            raise BadInput("more than %d form fields" % max_fields)
+        raise BadInput("body is not a valid application/x-www-form-urlencoded form")
+    fields = {}
+    for name, value in pairs:
+        if name in fields:
+            raise BadInput("a form field name is repeated")
+        fields[name] = value
+    return fields
+
+
+def form_body(content_type, body, headers=None):
+    """Decoder for sources that take application/x-www-form-urlencoded bodies (Slack interactivity, slash commands)."""
+    if content_type != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("content type must be application/x-www-form-urlencoded")
+    return decode_form(body)
 
 
 # --- authentication -------------------------------------------------------------------------------
@@ -346,6 +397,8 @@ def pending(queue):
 # --- the HTTP server ------------------------------------------------------------------------------
 
 def _answer(status, body, headers=None):
+    if body is None:
+        return web.Response(status=status, headers=headers)
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -396,11 +449,16 @@ class _GuardedServer(web.Server):
 
 
 class WebhookServer(object):
-    """Receives, checks and decodes requests, then calls handle(payload, deliver) for the source's answer."""
+    """Receives, checks and decodes requests, then calls handle(payload, deliver) for the source's answer.
 
-    def __init__(self, config, handle, handoff, queue, authenticator=None):
+    decode(content_type, body, headers) turns the authenticated body into the payload handed to handle; it raises
+    UnsupportedMediaType (415) or BadInput (400). The default takes JSON objects only.
+    """
+
+    def __init__(self, config, handle, handoff, queue, authenticator=None, decode=None):
         self.config = config
         self.handle = handle
+        self.decode = decode or json_body
         self.handoff = handoff
         self.queue = queue
         self.auth = authenticator or Authenticator(config)
@@ -444,10 +502,10 @@ class WebhookServer(object):
         reason = self.auth.check(request.headers, body)
         if reason:
             return _error(401, reason)
-        if request.content_type != "application/json":
-            return _error(415, "content type must be application/json")
         try:
-            payload = decode_json(body)
+            payload = self.decode(request.content_type, body, request.headers)
+        except UnsupportedMediaType as exc:
+            return _error(415, str(exc))
         except BadInput as exc:
             return _error(400, str(exc))
         answer = await self.handle(payload, self.handoff.deliver)
@@ -476,8 +534,8 @@ class Webhook(object):
 
     ansible-rulebook evaluates rules synchronously on the loop that runs the source; serving HTTP from a separate
     loop keeps accepting, authenticating and decoding off that loop. Events cross over through self.handoff.
-    Create it on the source's loop (inside main()), then start(handle); run(coro) runs a coroutine on the server's
-    loop (so other intake shares the handler's per-key locks); stop() ends it.
+    Create it on the source's loop (inside main()), then start(handle[, decode]); run(coro) runs a coroutine on the
+    server's loop (so other intake shares the handler's per-key locks); stop() ends it.
     """
 
     def __init__(self, config, queue):
@@ -493,8 +551,8 @@ class Webhook(object):
         self.started = threading.Event()
         self.error = None
 
-    async def start(self, handle):
-        self.server = WebhookServer(self.config, handle, self.handoff, self.queue)
+    async def start(self, handle, decode=None):
+        self.server = WebhookServer(self.config, handle, self.handoff, self.queue, decode=decode)
         self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
         self.thread.start()
         await asyncio.get_running_loop().run_in_executor(None, self.started.wait)
@@ -541,14 +599,14 @@ class Webhook(object):
             self.thread.join(10)
 
 
-async def serve(config, queue, handle):
+async def serve(config, queue, handle, decode=None):
     """Serve the webhook until cancelled (the rulebook stops the source by cancelling its task).
 
-    handle(payload, deliver) returns (HTTP status, JSON body[, headers]); `await deliver(event)` puts one event into
-    the rulebook's queue and says whether it did.
+    handle(payload, deliver) returns (HTTP status, JSON body or None[, headers]); `await deliver(event)` puts one
+    event into the rulebook's queue and says whether it did. decode: see WebhookServer (JSON objects by default).
     """
     server = Webhook(config, queue)
-    await server.start(handle)
+    await server.start(handle, decode)
     try:
         await asyncio.Event().wait()
     finally:
