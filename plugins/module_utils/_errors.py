@@ -98,6 +98,59 @@ class InvalidInput(SelfHealError):
     kind = "invalid_input"
 
 
+class AmbiguousWrite(CommunicationError):
+    """A write that may have been applied: the API answered 502/504, the connection broke after the request was
+    sent, or no answer came in time. The transport never sends such a request again on its own; the service layer
+    looks the record up by its idempotency key and, when it cannot find it, raises this error again, saying so.
+
+    method, path and attempts say what was attempted; reason why it is ambiguous (HTTP 502, read timeout...).
+    A subclass of CommunicationError, so every handler of communication failures still catches it.
+    """
+
+    kind = "ambiguous_write"
+
+    def __init__(self, message, method=None, path=None, reason=None, attempts=1, **kwargs):
+        super(AmbiguousWrite, self).__init__(message, **kwargs)
+        self.method = method
+        self.path = redact(path, kwargs.get("secrets", ()))
+        self.reason = reason
+        self.attempts = attempts
+
+    def to_fail_kwargs(self):
+        result = super(AmbiguousWrite, self).to_fail_kwargs()
+        result["may_have_been_applied"] = True
+        return result
+
+    def unresolved(self, what, key, hint=None):
+        """The error to report when the lookup by idempotency key found nothing: same facts, the lookup said."""
+        text = "%s; %s may have been applied, but no %s was found by its key %s%s" % (
+            self.message, what, what, key, " (%s)" % hint if hint else "")
+        return AmbiguousWrite(text, method=self.method, path=self.path, reason=self.reason, attempts=self.attempts,
+                              status=self.status, url=self.url, details=self.details)
+
+
+EXCERPT_LIMIT = 300
+_TAGS = re.compile(r"(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]+>")
+
+
+def excerpt(text, limit=EXCERPT_LIMIT):
+    """An error body made fit for a message: HTML reduced to its text, whitespace folded, at most `limit`
+    characters, with the size of the whole body said when it was cut (a 100 KB proxy error page never becomes the
+    message). Only the first 32 KB are looked at, so the cost is bounded whatever was sent."""
+    if text is None:
+        return ""
+    text = str(text)
+    total = len(text)
+    text = text[:32768]
+    if "<" in text and ">" in text:
+        text = _TAGS.sub(" ", text)
+        text = text.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = " ".join(text.split())
+    if len(text) <= limit and total <= 32768:
+        return text
+    return "%s... (cut; the body had %d characters)" % (text[:limit].rstrip(), total)
+
+
 def api_error_text(body):
     """Extract the API's own error text from a decoded error body of any of the supported services."""
     if isinstance(body, list):

@@ -11,8 +11,12 @@ of the requests it made. Service layers (dynatrace.py, jira.py, ...) build on it
 
 import email.utils
 import json
+import os
 import random
+import ssl
 import time
+
+from urllib.parse import urlsplit
 
 try:
     import requests
@@ -27,12 +31,15 @@ else:
     REQUESTS_IMPORT_ERROR = None
 
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
+    AmbiguousWrite,
     AuthError,
     CommunicationError,
+    InvalidInput,
     NotFound,
     RateLimited,
     UnexpectedResponse,
     api_error_text,
+    excerpt,
     redact,
 )
 
@@ -40,7 +47,14 @@ COLLECTION_VERSION = "0.1.0"
 USER_AGENT = "selfheal.devops/%s (ansible collection)" % COLLECTION_VERSION
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
+# 429 and 503 say the request was not processed (rate limit, overload: the vendors' contracts, see
+# docs/development.md), so any request may be sent again. 502 and 504 come from a gateway that lost or timed out
+# on the upstream, which may have applied the write: only an idempotent request is sent again after them.
+AMBIGUOUS_STATUSES = frozenset((502, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+# What the TLS layer says when the other end answers in plain HTTP (OpenSSL 1.1 and 3).
+_PLAIN_HTTP_SIGNS = ("wrong version number", "wrong_version_number", "record layer failure", "http request",
+                     "unknown protocol", "packet length too long", "record_layer_failure")
 
 
 # --- authentication strategies ------------------------------------------------------------------
@@ -106,13 +120,23 @@ class RetryPolicy(object):
 
     def __init__(self, max_attempts=5, max_wait=60.0, backoff=0.5, backoff_max=30.0, jitter=True,
                  default_retry_after=None):
-        self.max_attempts = max(1, int(max_attempts))
-        self.max_wait = max(0.0, float(max_wait))
+        # Kept as given: problems() names a bad value and the client refuses it before any request.
+        self.max_attempts = int(max_attempts)
+        self.max_wait = float(max_wait)
         self.backoff = float(backoff)
         self.backoff_max = float(backoff_max)
         self.jitter = jitter
         # Wait used on a 429 without Retry-After (Dynatrace's SDK uses 5 s); None means backoff.
         self.default_retry_after = default_retry_after
+
+    def problems(self):
+        """What is wrong with the policy, in the words of the module options (max_retries, max_retry_wait)."""
+        found = []
+        if self.max_attempts < 1:
+            found.append("max_retries must be 0 or more (got %d)" % (self.max_attempts - 1))
+        if not (0 <= self.max_wait < float("inf")):
+            found.append("max_retry_wait must be 0 or more seconds (got %s)" % self.max_wait)
+        return found
 
     def backoff_delay(self, attempt):
         """Exponential backoff for the given (1-based) failed attempt, with 'equal jitter'."""
@@ -169,7 +193,7 @@ class Response(object):
                     self._json = json.loads(self.text)
                 except ValueError:
                     raise UnexpectedResponse(
-                        "Expected a JSON body from %s (HTTP %s), got: %s" % (self.url, self.status, self.text[:200]),
+                        "Expected a JSON body from %s (HTTP %s), got: %s" % (self.url, self.status, excerpt(self.text, 200)),
                         status=self.status, url=self.url)
             self._decoded = True
         return self._json
@@ -189,14 +213,20 @@ class Client(object):
                  headers=None, sleep=time.sleep):
         if not HAS_REQUESTS:
             raise RuntimeError("requests is required: %s" % REQUESTS_IMPORT_ERROR)
-        self.base_url = base_url.rstrip("/")
         self.service = service
         self.auth = auth or NoAuth()
-        self.timeout = (float(connect_timeout or min(10.0, float(timeout))), float(timeout))
-        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
-        self.retry = retry or RetryPolicy()
-        self.log = log or (lambda message: None)
         self.secrets = tuple(self.auth.secrets) + tuple(s for s in extra_secrets if s)
+        # Every connection option is checked here, before any request, and a bad one named with the service.
+        self.base_url = self._checked_url(base_url)
+        timeout = self._checked_seconds("timeout", timeout)
+        connect = self._checked_seconds("connect timeout", connect_timeout) if connect_timeout else min(10.0, timeout)
+        self.timeout = (connect, timeout)
+        self.verify = self._checked_ca_path(ca_path) if (validate_certs and ca_path) else bool(validate_certs)
+        self.retry = retry or RetryPolicy()
+        problems = self.retry.problems()
+        if problems:
+            raise InvalidInput("%s: %s; nothing was sent" % (service, "; ".join(problems)))
+        self.log = log or (lambda message: None)
         self.headers = dict(headers or {})
         self.sleep = sleep
         self.request_count = 0
@@ -208,6 +238,41 @@ class Client(object):
         adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=8)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+
+    def _checked_url(self, base_url):
+        text = str(base_url or "").strip()
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            shown = self.redact(text) if text else "empty"
+            hint = " (write it with https://, for example https://%s)" % shown if text and "://" not in text else ""
+            raise InvalidInput("%s: the URL must start with http:// or https:// and name a host; got %s%s; nothing was sent"
+                               % (self.service, shown, hint))
+        return text.rstrip("/")
+
+    def _checked_seconds(self, name, value):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not (0 < seconds < float("inf")):
+            raise InvalidInput("%s: %s must be a number of seconds greater than 0 (got %s); nothing was sent"
+                               % (self.service, name, value))
+        return seconds
+
+    def _checked_ca_path(self, ca_path):
+        """The CA bundle file (or hashed certificate directory) if it exists and holds certificates."""
+        path = os.path.expanduser(str(ca_path))
+        if not os.path.exists(path):
+            raise InvalidInput("%s: ca_path %s does not exist; nothing was sent" % (self.service, path))
+        if not os.access(path, os.R_OK):
+            raise InvalidInput("%s: ca_path %s is not readable; nothing was sent" % (self.service, path))
+        if os.path.isfile(path):
+            try:
+                ssl.create_default_context(cafile=path)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise InvalidInput("%s: ca_path %s holds no usable PEM certificate (%s); nothing was sent"
+                                   % (self.service, path, exc))
+        return path
 
     def url(self, path):
         if path.startswith(("http://", "https://")):
@@ -235,9 +300,12 @@ class Client(object):
         """Send one logical request, retrying as the policy allows, and return a Response.
 
         expected: statuses that count as success (default: any 2xx). idempotent: whether a request that
-        may have reached the server (read timeout, reset connection) can be sent again; defaults to the
-        HTTP method's semantics; callers with a server-side dedup key (PagerDuty dedup_key, Keptn context)
-        pass True.
+        may have been applied (502/504 from a gateway, reset connection after sending, read timeout) can be
+        sent again; defaults to the HTTP method's semantics; callers with a server-side dedup key (PagerDuty
+        dedup_key, Keptn context) pass True. A request that is not idempotent is never sent again after such
+        an answer: AmbiguousWrite says so, and the service layer looks the record up by its idempotency key.
+        429, 503 and failures before the request left (refused connection, DNS, connect timeout) are retried
+        whatever the method.
         """
         method = method.upper()
         url = self.url(path)
@@ -257,20 +325,30 @@ class Client(object):
                 raw = self.session.request(method, url, params=params, json=json_body, data=data, files=files,
                                            headers=send_headers, timeout=self.timeout, verify=self.verify,
                                            allow_redirects=True)
+            except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                    requests.exceptions.InvalidURL) as exc:
+                raise InvalidInput("%s request %s %s: the URL is not valid (%s); nothing was sent" % (
+                    self.service, method, self._safe_url(url), self.redact(str(exc))), url=self._safe_url(url),
+                    secrets=self.secrets)
             except requests.exceptions.RequestException as exc:
-                retryable = _retryable(exc, idempotent)
+                sent = _maybe_processed(exc)
                 reason = self._describe_exception(exc)
                 delay = self.retry.backoff_delay(attempt)
-                if retryable and self._may_retry(attempt, waited, delay):
+                if _retryable(exc, idempotent) and self._may_retry(attempt, waited, delay):
                     self._note_retry(method, url, reason, delay, attempt)
                     self.sleep(delay)
                     waited += delay
                     continue
+                if sent and not idempotent:
+                    raise self._ambiguous(method, url, reason, attempt)
                 raise CommunicationError(
                     "%s request %s %s failed after %d attempt(s): %s" % (self.service, method, self._safe_url(url), attempt, reason),
                     url=self._safe_url(url), secrets=self.secrets)
 
             response = Response(raw.status_code, raw.headers, raw.content, self._safe_url(raw.url))
+            if raw.status_code in AMBIGUOUS_STATUSES and not idempotent:
+                raise self._ambiguous(method, url, "HTTP %s %s" % (raw.status_code, _detail(response)), attempt,
+                                      status=raw.status_code)
             if raw.status_code in RETRY_STATUSES:
                 delay = self._retry_delay(raw, attempt)
                 if self._may_retry(attempt, waited, delay):
@@ -281,6 +359,13 @@ class Client(object):
             return self._check(method, response, expected, attempt)
 
     # Internals ------------------------------------------------------------------------------------
+    def _ambiguous(self, method, url, reason, attempt, status=None):
+        return AmbiguousWrite(
+            "%s %s %s: %s after the request was sent; the write may have been applied, so it was not sent again "
+            "(attempt %d)" % (self.service, method, self._safe_url(url), reason, attempt),
+            method=method, path=self._safe_url(url), reason=reason, attempts=attempt, status=status,
+            url=self._safe_url(url), secrets=self.secrets)
+
     def _retry_delay(self, raw, attempt):
         delay = parse_retry_after(raw.headers.get("Retry-After"))
         if delay is None and raw.status_code == 429 and self.retry.default_retry_after is not None:
@@ -301,11 +386,7 @@ class Client(object):
         ok = response.status in expected if expected else 200 <= response.status < 300
         if ok:
             return response
-        try:
-            detail = api_error_text(response.json)
-        except UnexpectedResponse:
-            detail = response.text[:500]
-        detail = self.redact(detail or response.text[:500] or "no error text")
+        detail = self.redact(_detail(response))
         message = "%s %s %s answered HTTP %s: %s" % (self.service, method, response.url, response.status, detail)
         kwargs = dict(status=response.status, url=response.url, secrets=self.secrets)
         if response.status in (401, 403):
@@ -321,7 +402,11 @@ class Client(object):
 
     def _describe_exception(self, exc):
         if isinstance(exc, requests.exceptions.SSLError):
-            text = "TLS error (check validate_certs / ca_path): %s" % exc
+            if any(sign in str(exc).lower() for sign in _PLAIN_HTTP_SIGNS):
+                text = ("TLS handshake failed: the server does not speak TLS on this port (it looks like plain HTTP); "
+                        "check the URL's scheme and port, not the certificate settings: %s" % _root_cause(exc))
+            else:
+                text = "TLS error (check validate_certs / ca_path): %s" % _root_cause(exc)
         elif isinstance(exc, requests.exceptions.ConnectTimeout):
             text = "connect timeout after %.0f s" % self.timeout[0]
         elif isinstance(exc, requests.exceptions.ReadTimeout):
@@ -337,6 +422,15 @@ _AUTH_HINTS = {
     401: " (check the token or credentials)",
     403: " (the credentials lack a permission or scope for this call)",
 }
+
+
+def _detail(response):
+    """The API's own error text from an error answer, or an excerpt of its body; always short."""
+    try:
+        detail = api_error_text(response.json)
+    except UnexpectedResponse:
+        detail = None
+    return excerpt(detail or response.text) or "no error text"
 
 
 def _causes(exc):
@@ -358,17 +452,26 @@ def _root_cause(exc):
     return "%s: %s" % (type(root).__name__, root)
 
 
+def _maybe_processed(exc):
+    """Whether the failed request may have reached the server and been processed.
+
+    Not when it certainly never left: refused connection, DNS failure, connect timeout, TLS handshake failure
+    (nothing is sent before the handshake completes). Otherwise (reset or closed connection after sending, read
+    timeout) it may have been.
+    """
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ConnectTimeout)):
+        return False
+    if any(isinstance(cause, urllib3.exceptions.NewConnectionError) for cause in _causes(exc)):
+        return False
+    return True
+
+
 def _retryable(exc, idempotent):
     """Whether a failed request may be sent again.
 
-    A request that certainly never reached the server (refused connection, DNS failure, connect timeout)
-    may be repeated whatever its method; one that may have been processed (reset, read timeout) only when
-    idempotent. A TLS failure is a configuration problem: retrying cannot help.
+    A request that certainly never reached the server may be repeated whatever its method; one that may have
+    been processed only when idempotent. A TLS failure is a configuration problem: retrying cannot help.
     """
     if isinstance(exc, requests.exceptions.SSLError):
         return False
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if any(isinstance(cause, urllib3.exceptions.NewConnectionError) for cause in _causes(exc)):
-        return True
-    return bool(idempotent)
+    return bool(idempotent) or not _maybe_processed(exc)

@@ -14,8 +14,10 @@ import pytest
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _http
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
+    AmbiguousWrite,
     AuthError,
     CommunicationError,
+    InvalidInput,
     NotFound,
     RateLimited,
     UnexpectedResponse,
@@ -155,10 +157,12 @@ def test_connection_reset_on_post_is_not_repeated(server):
     """A POST that may have reached the server is not sent twice unless the caller says it is idempotent."""
     server.script("/api", dict(reset=True), dict(status=200, body={"ok": True}))
     client, dummy = make_client(server, sleep=Sleeps())
-    with pytest.raises(CommunicationError) as info:
+    with pytest.raises(AmbiguousWrite) as info:
         client.post("/api", json_body={"create": "ticket"})
-    assert client.request_count == 1
-    assert "failed after 1 attempt(s)" in str(info.value)
+    assert isinstance(info.value, CommunicationError)  # existing handlers of communication failures still catch it
+    assert client.request_count == 1 and len(server.requests) == 1
+    assert "may have been applied, so it was not sent again (attempt 1)" in str(info.value)
+    assert info.value.method == "POST" and info.value.path.endswith("/api") and info.value.attempts == 1
     server.script("/api", dict(reset=True), dict(status=200, body={"ok": True}))
     assert client.post("/api", json_body={"dedup_key": "k"}, idempotent=True).status == 200
 
@@ -166,10 +170,67 @@ def test_connection_reset_on_post_is_not_repeated(server):
 def test_read_timeout_is_a_clear_error(server):
     server.script("/slow", dict(delay=1.0, status=200, body={"ok": True}))
     client, dummy = make_client(server, sleep=Sleeps(), timeout=0.3)
-    with pytest.raises(CommunicationError) as info:
+    with pytest.raises(AmbiguousWrite) as info:
         client.post("/slow", json_body={})
-    assert "no response within 0 s (read timeout)" in str(info.value) or "read timeout" in str(info.value)
+    assert "no response within 0 s (read timeout)" in str(info.value)
     assert client.request_count == 1
+    fail = info.value.to_fail_kwargs()
+    assert fail["error_kind"] == "ambiguous_write" and fail["may_have_been_applied"] is True
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_502_and_504_on_a_post_are_not_sent_again(server, status):
+    """The gateway lost the upstream after the request was sent: the write may have been applied."""
+    server.script("/rest/api/3/issue", dict(status=status, body=b"<html><body><h1>Bad Gateway</h1></body></html>"),
+                  dict(status=201, body={"key": "OPS-1"}))
+    sleeps = Sleeps()
+    client, logs = make_client(server, sleep=sleeps)
+    with pytest.raises(AmbiguousWrite) as info:
+        client.post("/rest/api/3/issue", json_body={"fields": {}})
+    assert len(server.requests) == 1 and client.request_count == 1 and sleeps == [] and logs == []
+    assert info.value.status == status and info.value.reason.startswith("HTTP %d" % status)
+    assert "HTTP %d Bad Gateway after the request was sent" % status in str(info.value)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_502_and_504_are_retried_for_idempotent_requests(server, status):
+    server.script("/v2/enqueue", dict(status=status), dict(status=202, body={"status": "success"}))
+    client, logs = make_client(server, sleep=Sleeps())
+    assert client.post("/v2/enqueue", json_body={"dedup_key": "k"}, idempotent=True).status == 202
+    server.script("/issue/OPS-1", dict(status=status), dict(status=204, body=b""))
+    assert client.put("/issue/OPS-1", json_body={}).status == 204
+    assert client.get("/rest/api/3/issue/OPS-1").status == 200
+    assert len(server.requests) == 5 and len(logs) == 2
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_503_mean_not_processed_so_a_post_is_sent_again(server, status):
+    server.script("/chat.postMessage", dict(status=status, headers={"Retry-After": "0"}), dict(status=200, body={"ok": True}))
+    client, logs = make_client(server, sleep=Sleeps())
+    assert client.post("/chat.postMessage", json_body={"text": "x"}).json == {"ok": True}
+    assert len(server.requests) == 2 and "HTTP %d" % status in logs[0]
+
+
+def test_502_with_expected_any_status_is_still_ambiguous(server):
+    """Service layers that read every status themselves (ServiceNow, Graph) get the error, not the 502."""
+    server.script("/api/now/table/incident", dict(status=502))
+    client, dummy = make_client(server, sleep=Sleeps())
+    with pytest.raises(AmbiguousWrite):
+        client.post("/api/now/table/incident", json_body={}, expected=tuple(range(100, 600)))
+    assert len(server.requests) == 1
+
+
+def test_connection_refused_on_a_post_is_not_ambiguous():
+    """Nothing left the client: a plain CommunicationError after the retries, never AmbiguousWrite."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    client = _http.Client("http://127.0.0.1:%d" % port, service="Slack",
+                          retry=_http.RetryPolicy(max_attempts=2, max_wait=10, backoff=0.01, jitter=False), sleep=Sleeps())
+    with pytest.raises(CommunicationError) as info:
+        client.post("/chat.postMessage", json_body={})
+    assert not isinstance(info.value, AmbiguousWrite) and client.request_count == 2
 
 
 def test_read_timeout_on_get_is_retried_within_budget(server):
@@ -353,3 +414,100 @@ def test_tls_verification_ca_path_and_opt_out(tmp_path):
         assert _http.Client(srv.url, validate_certs=False).get("/api").json == {"ok": True}
     finally:
         srv.close()
+
+
+def test_tls_to_a_plain_http_port_says_so_and_not_certificates(server):
+    plain = server.url.replace("http://", "https://")
+    client = _http.Client(plain, service="Jira", retry=_http.RetryPolicy(max_attempts=3, backoff=0.01), sleep=Sleeps())
+    with pytest.raises(CommunicationError) as info:
+        client.get("/rest/api/3/myself")
+    text = str(info.value)
+    assert "does not speak TLS on this port" in text and "scheme and port" in text
+    assert "validate_certs" not in text and client.request_count == 1
+
+
+# --- strict inputs: refused with the service named, before any request ----------------------------------
+
+@pytest.mark.parametrize("timeout", [0, -1, "nan", "inf", "soon"])
+def test_timeout_must_be_positive(server, timeout):
+    with pytest.raises(InvalidInput) as info:
+        _http.Client(server.url, service="Jira", timeout=timeout)
+    assert str(info.value).startswith("Jira: timeout must be a number of seconds greater than 0")
+    assert server.requests == []
+
+
+def test_missing_or_bad_ca_path_names_the_service(server, tmp_path):
+    with pytest.raises(InvalidInput) as info:
+        _http.Client(server.url, service="Slack", ca_path=str(tmp_path / "nope.pem"))
+    assert str(info.value) == "Slack: ca_path %s does not exist; nothing was sent" % (tmp_path / "nope.pem")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(InvalidInput) as info:
+        _http.Client(server.url, service="Slack", ca_path=str(junk))
+    assert "Slack: ca_path %s holds no usable PEM certificate" % junk in str(info.value)
+    # Not checked when verification is off: the bundle is not used.
+    assert _http.Client(server.url, service="Slack", ca_path=str(junk), validate_certs=False).get("/x").status == 200
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    (dict(max_attempts=0), "max_retries must be 0 or more (got -1)"),
+    (dict(max_attempts=-4), "max_retries must be 0 or more (got -5)"),
+    (dict(max_wait=-1), "max_retry_wait must be 0 or more seconds (got -1.0)"),
+    (dict(max_wait=float("nan")), "max_retry_wait must be 0 or more seconds (got nan)"),
+])
+def test_negative_retry_options_are_refused(server, kwargs, text):
+    with pytest.raises(InvalidInput) as info:
+        _http.Client(server.url, service="Keptn", retry=_http.RetryPolicy(**kwargs))
+    assert str(info.value) == "Keptn: %s; nothing was sent" % text
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("url, hint", [
+    ("jira.example.com", "(write it with https://, for example https://jira.example.com)"),
+    ("ftp://jira.example.com", ""),
+    ("https://", ""),
+    ("", ""),
+])
+def test_url_without_a_scheme_is_refused_not_retried(url, hint):
+    with pytest.raises(InvalidInput) as info:
+        _http.Client(url, service="Jira")
+    assert str(info.value).startswith("Jira: the URL must start with http:// or https:// and name a host")
+    assert hint in str(info.value)
+
+
+def test_url_in_the_error_is_redacted():
+    with pytest.raises(InvalidInput) as info:
+        _http.Client("xm.example.com/triggers?apiKey=abcdef123456", service="xMatters")
+    assert "abcdef123456" not in str(info.value)
+
+
+# --- error bodies are cut to a readable excerpt -----------------------------------------------------------
+
+def test_a_100_kb_html_error_page_is_cut(server):
+    page = "<html><head><style>body{color:red}</style><title>Oops</title></head><body><h1>Proxy error</h1>%s</body></html>" % (
+        "<p>lorem ipsum dolor sit amet</p>" * 3100)
+    server.script("/api", dict(status=500, body=page))
+    client, dummy = make_client(server, sleep=Sleeps())
+    with pytest.raises(UnexpectedResponse) as info:
+        client.get("/api")
+    text = str(info.value)
+    assert len(page) > 100000 and len(text) < 600
+    assert "Oops Proxy error lorem ipsum" in text and "<p>" not in text and "color:red" not in text
+    assert "(cut; the body had %d characters)" % len(page) in text
+
+
+def test_a_huge_json_error_message_is_cut(server):
+    server.script("/api", dict(status=400, body={"errorMessages": ["x" * 50000]}))
+    client, dummy = make_client(server, sleep=Sleeps())
+    with pytest.raises(UnexpectedResponse) as info:
+        client.post("/api", json_body={})
+    assert len(str(info.value)) < 600 and "(cut; the body had 50000 characters)" in str(info.value)
+
+
+def test_a_non_json_success_body_is_cut_in_the_error(server):
+    server.script("/html", dict(status=200, body="<html>" + "y" * 10000 + "</html>"))
+    client, dummy = make_client(server)
+    with pytest.raises(UnexpectedResponse) as info:
+        dummy_value = client.get("/html").json
+        del dummy_value
+    assert len(str(info.value)) < 400
