@@ -21,7 +21,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e molecule test build demo bench docs clean
 
-SYSTEM_PACKAGES := nginx haproxy chromium
+SYSTEM_PACKAGES := nginx haproxy chromium openssh-server
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
