@@ -258,8 +258,8 @@ class Authenticator(object):
                 return "missing or invalid token"
         if config.hmac_secret:
             sent = headers.get(config.hmac_header, "").strip()
-            if config.hmac_prefix and sent.startswith(config.hmac_prefix):
-                sent = sent[len(config.hmac_prefix):]
+            if config.hmac_prefix:  # the prefix names the scheme (Slack's v0=, PagerDuty's v1=): required when set
+                sent = sent[len(config.hmac_prefix):] if sent.startswith(config.hmac_prefix) else ""
             message = body
             if config.hmac_timestamp_header:
                 stamp = headers.get(config.hmac_timestamp_header, "").strip()
