@@ -872,7 +872,7 @@ def _run(settings, roots, check_mode, opened, started):
     for entry in filesystems:
         if roots[0].path in entry["paths"]:
             first = entry
-    result = {"changed": cleaner.deleted > 0 or cleaner.dirs_removed > 0, "deleted": cleaner.deleted,
+    result = {"deleted": cleaner.deleted,
               "bytes_freed": cleaner.freed, "dirs_removed": cleaner.dirs_removed, "kept": cleaner.kept,
               "errors": cleaner.errors, "error_count": cleaner.error_count,
               "usage_before": first["usage_before"], "usage_after": first["usage_after"],

@@ -32,10 +32,10 @@ description:
     are opened relative to their parent's descriptor, files are deleted with C(unlinkat) relative to their
     directory's descriptor; symlinks are never followed. Other mounts inside a root, bind mounts of the same
     filesystem included (compared by mount id), are left alone (O(one_file_system))."
-  - "Only regular files and symlinks may go: sockets, fifos and device nodes stay (RV(kept.not_regular)). Type, age,
-    size and inode come from an C(lstat) made right before each unlink; in target mode each chosen file is checked
-    again (same inode, still old enough, still not open) right before its unlink, and its directory is opened again
-    from the pinned root and must be the same directory."
+  - "Only regular files and symlinks may go: sockets, fifos and device nodes stay (counted in RV(kept) as
+    C(not_regular)). Type, age, size and inode come from an C(lstat) made right before each unlink; in target mode
+    each chosen file is checked again (same inode, still old enough, still not open) right before its unlink, and its
+    directory is opened again from the pinned root and must be the same directory."
   - A file that cannot be deleted (permission, immutable attribute) is reported in RV(errors); the run goes on.
     Names that are not valid UTF-8 are returned with C(\\xNN) escapes.
 author:
@@ -70,7 +70,7 @@ options:
     elements: path
     default: []
   patterns:
-    description: Shell-style patterns a file name must match (names only: a pattern with C(/) is refused).
+    description: Shell-style patterns a file name must match (names only; a pattern with C(/) is refused).
     type: list
     elements: str
     default: ['*']
@@ -133,7 +133,7 @@ options:
     type: bool
     default: false
 notes:
-  - Runs on the managed host with the Python standard library only (Linux: C(/proc/self/fdinfo) and
+  - Runs on the managed host with the Python standard library only (Linux, it reads C(/proc/self/fdinfo) and
     C(/proc/self/mountinfo)).
   - Like C(find -delete), a file replaced by a fresh copy in the microseconds between the C(lstat) and the C(unlink)
     can still be deleted; POSIX has no unlink-if-unchanged.
@@ -206,7 +206,7 @@ usage_before:
   returned: always
   type: dict
 usage_after:
-  description: The same after cleaning (in check mode, as it is: nothing was deleted).
+  description: The same after cleaning (in check mode, as it is, since nothing was deleted).
   returned: always
   type: dict
 target_met:
@@ -237,7 +237,7 @@ from ansible_collections.selfheal.devops.plugins.module_utils._tempfiles import 
 def cleanup(params, check_mode):
     """Run the cleanup; (changed, result, diff, warnings). Raises Refused before anything is deleted."""
     result, warnings = clean(params, check_mode)
-    return result.pop("changed"), result, None, warnings
+    return result["deleted"] > 0 or result["dirs_removed"] > 0, result, None, warnings
 
 
 def main():
@@ -270,7 +270,7 @@ def main():
         module.fail_json(msg="tempfile_cleanup stopped: %s" % printable(str(error)), deleted=0)
     for warning in warnings:
         module.warn(warning)
-    module.exit_json(changed=changed, **result)
+    module.exit_json(**dict(result, changed=changed))
 
 
 if __name__ == "__main__":
