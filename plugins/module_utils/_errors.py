@@ -134,20 +134,20 @@ _TAGS = re.compile(r"(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]+>")
 
 
 def excerpt(text, limit=EXCERPT_LIMIT):
-    """An error body made fit for a message: HTML reduced to its text, whitespace folded, at most `limit`
-    characters, with the size of the whole body said when it was cut (a 100 KB proxy error page never becomes the
+    """An error body made fit for a message: at most `limit` characters, whitespace folded. A longer body has its
+    HTML reduced to text first, and the size of the whole body is said (a 100 KB proxy error page never becomes the
     message). Only the first 32 KB are looked at, so the cost is bounded whatever was sent."""
     if text is None:
         return ""
     text = str(text)
     total = len(text)
-    text = text[:32768]
+    text = " ".join(text[:32768].split())
+    if len(text) <= limit and total <= 32768:
+        return text
     if "<" in text and ">" in text:
         text = _TAGS.sub(" ", text)
         text = text.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    text = " ".join(text.split())
-    if len(text) <= limit and total <= 32768:
-        return text
+        text = " ".join(text.split())
     return "%s... (cut; the body had %d characters)" % (text[:limit].rstrip(), total)
 
 

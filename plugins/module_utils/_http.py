@@ -165,6 +165,49 @@ def parse_retry_after(value, now=None):
     return max(0.0, parsed.timestamp() - current)
 
 
+# --- writes that may have been applied --------------------------------------------------------------
+
+def write_once(client, send, lookup, what, key, resend=False, settle=0.0, interval=0.5, clock=time.monotonic):
+    """Run a write whose answer may be lost so that exactly one record results, whatever the network did.
+
+    send() makes the write (the client never sends a non-idempotent request twice on its own) and returns its
+    result; lookup() returns the record the write creates, found by the write's idempotency key (a label, a
+    channel name, a marker...), shaped like send()'s result, or None. When send() raises AmbiguousWrite the record
+    is looked up, for up to settle seconds when the API's read is eventually consistent (Jira search) or the record
+    is created asynchronously (xMatters events). Found: it is returned and the write is not sent again. Not found:
+    when resend is true (the read is authoritative, so the write was not applied) the write is sent once more, and
+    looked up again if that answer is lost too; otherwise, or then, AmbiguousWrite says that the lookup by key
+    found nothing (a re-run looks again before writing).
+    """
+    tries = 2 if resend else 1
+    for attempt in range(1, tries + 1):
+        try:
+            return send()
+        except AmbiguousWrite as error:
+            found = _look_up(client, lookup, settle, interval, clock)
+            if found is not None:
+                client.log("%s: the answer to %s %s was lost (%s); %s %s exists, so it was not sent again"
+                           % (client.service, error.method, error.path, error.reason, what, key))
+                return found
+            if attempt == tries:
+                hint = "a re-run looks it up again before writing" if not resend else "it was sent twice without an answer"
+                raise error.unresolved(what, key, hint)
+            client.log("%s: the answer to %s %s was lost (%s) and no %s %s exists, so it was not applied: sending it "
+                       "once more" % (client.service, error.method, error.path, error.reason, what, key))
+    return None  # pragma: no cover - the loop always returns or raises
+
+
+def _look_up(client, lookup, settle, interval, clock):
+    deadline = clock() + max(0.0, settle)
+    delay = min(0.2, interval)
+    while True:
+        found = lookup()
+        if found is not None or clock() + delay > deadline:
+            return found
+        client.sleep(delay)
+        delay = min(delay * 2, interval)
+
+
 # --- responses ----------------------------------------------------------------------------------
 
 class Response(object):

@@ -16,6 +16,7 @@ MARKER = _problem.MARKER
 COMMENT_CONTEXT = _problem.COMMENT_CONTEXT
 EVENT_PROPERTY = _problem.EVENT_PROPERTY
 MAX_PAGE_SIZE = 500
+INGEST_SETTLE = 5.0  # seconds to look for an event whose answer was lost (Davis merges events into problems later)
 
 
 def client_from_params(params, log=None):
@@ -78,10 +79,22 @@ class DynatraceService(object):
         return self.client.get("/problems/%s" % ident, params=params).json
 
     def close(self, problem_id, message):
-        """Close a problem; returns the close answer, or None when it was already closed (HTTP 204)."""
-        response = self.client.post("/problems/%s/close" % problem_id, json_body={"message": message},
-                                    expected=(200, 204))
-        return None if response.status == 204 else response.json
+        """Close a problem; returns the close answer, or None when it was already closed (HTTP 204).
+
+        A close whose answer was lost is looked up: the problem closed, or the close message among its comments
+        (Dynatrace closes asynchronously), and only then sent once more (a close of a closed problem is a 204)."""
+        def send():
+            response = self.client.post("/problems/%s/close" % problem_id, json_body={"message": message},
+                                        expected=(200, 204))
+            return None if response.status == 204 else response.json
+
+        def lookup():
+            problem = self.client.get("/problems/%s" % problem_id).json or {}
+            comment = next((c for c in self.comments(problem_id) if c.get("content") == message), None)
+            if problem.get("status") != "CLOSED" and comment is None:
+                return None
+            return {"problemId": problem_id, "closing": True, "closeTimestamp": problem.get("endTime"), "comment": comment}
+        return _http.write_once(self.client, send, lookup, "close of problem", problem_id, resend=True)
 
     # Comments -------------------------------------------------------------------------------------
     def comments(self, problem_id):
@@ -95,15 +108,31 @@ class DynatraceService(object):
             params = {"nextPageKey": page["nextPageKey"]}
 
     def add_comment(self, problem_id, message, context):
+        """Add a comment; one whose answer was lost is looked for (same content and context) before it is sent
+        once more, so the problem ends with exactly one."""
         body = {"message": message}
         if context:
             body["context"] = context
-        self.client.post("/problems/%s/comments" % problem_id, json_body=body, expected=(201,))
+
+        def send():
+            return self.client.post("/problems/%s/comments" % problem_id, json_body=body, expected=(201,)).json
+
+        def lookup():
+            return next((c for c in self.comments(problem_id)
+                         if c.get("content") == message and (c.get("context") or None) == (context or None)), None)
+        return _http.write_once(self.client, send, lookup, "comment", "on problem %s" % problem_id, resend=True)
 
     # Events ---------------------------------------------------------------------------------------
     def ingest_event(self, event):
-        """POST /events/ingest; a per-entity status other than OK (even under HTTP 201) is an error."""
-        answer = self.client.post("/events/ingest", json_body=event, expected=(201,)).json or {}
+        """POST /events/ingest; a per-entity status other than OK (even under HTTP 201) is an error.
+
+        Events have no dedup key (a resent info event is duplicated), so one whose answer was lost is never sent
+        again: it is looked for, by title and marker property (EVENT_PROPERTY), in the evidence of the open problems
+        on the event's entities, and when it is not found AmbiguousWrite says so."""
+        answer = _http.write_once(self.client, lambda: self.client.post("/events/ingest", json_body=event, expected=(201,)).json or {},
+                                  lambda: self.find_ingested(event), "event", "%r marked %s=%s" % (
+                                      event.get("title"), EVENT_PROPERTY, (event.get("properties") or {}).get(EVENT_PROPERTY)),
+                                  settle=INGEST_SETTLE, interval=1.0)
         results = answer.get("eventIngestResults") or []
         failed = [r for r in results if r.get("status") != "OK"]
         if failed or not results:
@@ -111,6 +140,26 @@ class DynatraceService(object):
             raise UnexpectedResponse("Dynatrace accepted the event but did not apply it (%s); entity selector %s"
                                      % (detail, event.get("entitySelector")), status=201, details=answer)
         return answer
+
+
+    def find_ingested(self, event):
+        """The ingest answer for an event found in the evidence of the open problems on its entities (by title and
+        marker property), or None. Evidence of type EVENT carries the event's properties [U: read from the problems
+        API documentation's evidence model]."""
+        marker = (event.get("properties") or {}).get(EVENT_PROPERTY)
+        if not marker or not event.get("entitySelector"):
+            return None
+        found = []
+        for raw in self.list_problems(problem_selector='status("open")', entity_selector=event["entitySelector"],
+                                      time_from="now-1d", fields=("evidenceDetails",)):
+            for detail in (raw.get("evidenceDetails") or {}).get("details") or []:
+                if detail.get("evidenceType") == "EVENT" and detail.get("displayName") == event.get("title") and \
+                        (detail.get("properties") or {}).get(EVENT_PROPERTY) == marker:
+                    found.append({"correlationId": None, "status": "OK", "problemId": raw.get("problemId"),
+                                  "entityId": ((detail.get("entity") or {}).get("entityId") or {}).get("id")})
+        if not found:
+            return None
+        return {"reportCount": len(found), "eventIngestResults": found, "found_after_lost_answer": True}
 
 
 def entity_selector(problem, target):

@@ -50,8 +50,21 @@ class KeptnService(object):
         self.clock = clock
 
     def trigger(self, event):
-        # Safe to repeat: the deterministic shkeptncontext maps a retry to the same sequence.
-        return self.client.post("/v1/event", json_body=event, idempotent=True).json["keptnContext"]
+        """Send the sequence's triggered event; returns its keptnContext.
+
+        An event whose answer was lost is looked for in the datastore (by the incident label) before it is sent
+        once more, so the datastore holds one triggered event; even a second one would map to the same sequence,
+        since the shkeptncontext is deterministic."""
+        data = event.get("data") or {}
+        incident_key = (data.get("labels") or {}).get(INCIDENT_LABEL)
+        match = re.match(r"^sh\.keptn\.event\.([^.]+)\.([^.]+)\.triggered$", event.get("type") or "")
+
+        def lookup():
+            if not (incident_key and match):
+                return None
+            return self.find_context(data.get("project"), match.group(1), data.get("service"), match.group(2), incident_key)
+        return _http.write_once(self.client, lambda: self.client.post("/v1/event", json_body=event).json["keptnContext"],
+                                lookup, "triggered event", "labelled %s=%s" % (INCIDENT_LABEL, incident_key), resend=True)
 
     def find_context(self, project, stage, service, sequence, incident_key):
         """The context of the sequence already triggered for this incident, from the datastore, or None."""

@@ -33,6 +33,7 @@ from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
     NotFound,
     RateLimited,
     UnexpectedResponse,
+    excerpt,
 )
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -115,10 +116,13 @@ class OAuth2TokenAuth(object):
 def token_error(service, response, body, hint="check the client id and client secret"):
     """The typed error for a refused token request (OAuth 2.0 error response: error, error_description)."""
     code = str(body.get("error") or "no error code")
-    description = str(body.get("error_description") or response.text[:300] or "").strip().splitlines()
+    # The first line of error_description (the identity platform adds trace and correlation lines), else an excerpt
+    # of whatever was sent (an HTML proxy page included).
+    lines = str(body.get("error_description") or "").strip().splitlines()
+    first = excerpt(lines[0]) if lines else excerpt(response.text)
     text = "%s token request answered HTTP %s: %s" % (service, response.status, code)
-    if description and description[0]:
-        text += " - %s" % description[0]
+    if first:
+        text += " - %s" % first
     kwargs = dict(status=response.status, url=response.url)
     if response.status in (400, 401, 403):
         return AuthError("%s (%s)" % (text, hint), **kwargs)
@@ -151,7 +155,7 @@ def raise_for(service, method, response, allowed=()):
     if 200 <= response.status < 300 or response.status in allowed:
         return response
     body = _json_object(response)
-    detail = error_text(body, response.text[:300] or "no error text")
+    detail = excerpt(error_text(body, response.text or "no error text"))
     code = ((body.get("error") or {}).get("code") if isinstance(body.get("error"), dict) else None)
     message = "%s %s %s answered HTTP %s: %s" % (service, method, response.url, response.status, detail)
     kwargs = dict(status=response.status, url=response.url)
@@ -200,12 +204,20 @@ def graph_from_params(params, log=None):
 
 
 def bot_from_params(params, log=None):
-    """The Bot Framework connector for the app's bot (the same app registration, single-tenant bot)."""
+    """The Bot Framework connector for the app's bot (the same app registration, single-tenant bot).
+
+    The connector cannot read a channel back; when params name the team, a post whose answer was lost is looked
+    for through Graph (built only then) in the team's channel, by the message's marker."""
     auth = client_credentials(params, BOT_SCOPE, log)
     client = _http.Client(params["bot_url"].rstrip("/"), service="Bot Framework", auth=auth,
                           retry=_options.retry_policy(params), **_options.client_kwargs(params, log))
     auth.register(client)
-    return BotService(client, auth, params["tenant_id"])
+    reader = None
+    if params.get("team"):
+        def reader(channel_id):
+            graph = graph_from_params(params, log)
+            return graph.messages(graph.team(params["team"])["id"], channel_id)
+    return BotService(client, auth, params["tenant_id"], reader=reader)
 
 
 # --- names, markers, text ------------------------------------------------------------------------------------
@@ -278,10 +290,11 @@ class GraphService(object):
         self.client = client
         self.auth = auth
 
-    def call(self, method, path, params=None, json_body=None, allowed=()):
+    def call(self, method, path, params=None, json_body=None, allowed=(), idempotent=None):
         """One Graph request; a 401 with a cached OAuth token fetches a new token and tries once more."""
         for attempt in (1, 2):
-            response = self.client.request(method, path, params=params, json_body=json_body, expected=ANY_STATUS)
+            response = self.client.request(method, path, params=params, json_body=json_body, expected=ANY_STATUS,
+                                           idempotent=idempotent)
             if response.status == 401 and attempt == 1 and isinstance(self.auth, OAuth2TokenAuth):
                 self.auth.invalidate()
                 continue
@@ -348,24 +361,40 @@ class GraphService(object):
             body["description"] = description
         if membership == "private":
             body["members"] = [member_body(uid, ["owner"]) for uid in owner_ids]
-        response = self.call("POST", "/teams/%s/channels" % team_id, json_body=body, allowed=(409,))
-        if response.status != 409:
-            return response.json, True
-        channel = self.find_channel(team_id, name)
-        if channel is None:
-            raise InvalidInput("Microsoft Teams: the channel name %r is taken (%s) by a channel the app cannot see"
-                               % (name, error_text(_json_object(response))))
-        return channel, False
+        def send():
+            response = self.call("POST", "/teams/%s/channels" % team_id, json_body=body, allowed=(409,))
+            if response.status != 409:
+                return response.json, True
+            channel = self.find_channel(team_id, name)
+            if channel is None:
+                raise InvalidInput("Microsoft Teams: the channel name %r is taken (%s) by a channel the app cannot see"
+                                   % (name, error_text(_json_object(response))))
+            return channel, False
+
+        def lookup():
+            # A create whose answer was lost: the channel of that name (names are unique in a team, so a create
+            # not found was not applied, and sending it again is safe: a duplicate would get 409).
+            channel = self.find_channel(team_id, name)
+            return (channel, True) if channel is not None else None
+        return _http.write_once(self.client, send, lookup, "Teams channel", repr(name), resend=True)
 
     def update_channel(self, team_id, channel_id, **fields):
-        self.call("PATCH", "/teams/%s/channels/%s" % (team_id, channel_id), json_body=fields)
+        self.call("PATCH", "/teams/%s/channels/%s" % (team_id, channel_id), json_body=fields, idempotent=True)
 
     def archive_channel(self, team_id, channel_id):
         """channel: archive (v1.0). Asynchronous: 202 Accepted; the channel shows isArchived once it is done."""
-        self.call("POST", "/teams/%s/channels/%s/archive" % (team_id, channel_id), json_body={})
+        self._set_archived(team_id, channel_id, True)
 
     def unarchive_channel(self, team_id, channel_id):
-        self.call("POST", "/teams/%s/channels/%s/unarchive" % (team_id, channel_id), json_body={})
+        self._set_archived(team_id, channel_id, False)
+
+    def _set_archived(self, team_id, channel_id, archived):
+        path = "/teams/%s/channels/%s/%s" % (team_id, channel_id, "archive" if archived else "unarchive")
+
+        def lookup():
+            return True if bool(self.channel(team_id, channel_id).get("isArchived")) == archived else None
+        _http.write_once(self.client, lambda: self.call("POST", path, json_body={}), lookup,
+                         "archived state" if archived else "unarchived state", "of channel %s" % channel_id, resend=True)
 
     # members -------------------------------------------------------------------------------------------------
     def members(self, team_id, channel_id=None):
@@ -374,8 +403,13 @@ class GraphService(object):
         return self.paged(path)
 
     def add_member(self, team_id, user_id, channel_id=None, roles=()):
+        """Add a member; one whose answer was lost is looked for among the members before it is sent once more."""
         path = "/teams/%s/members" % team_id if channel_id is None else "/teams/%s/channels/%s/members" % (team_id, channel_id)
-        return self.call("POST", path, json_body=member_body(user_id, list(roles))).json
+
+        def lookup():
+            return next((m for m in self.members(team_id, channel_id) if m.get("userId") == user_id), None)
+        return _http.write_once(self.client, lambda: self.call("POST", path, json_body=member_body(user_id, list(roles))).json,
+                                lookup, "membership", "of %s" % user_id, resend=True)
 
     def user_ref(self, user_id):
         return "%s/users('%s')" % (self.client.base_url, user_id)
@@ -396,7 +430,20 @@ class GraphService(object):
         path = "/teams/%s/channels/%s/messages" % (team_id, channel_id)
         if reply_to:
             path += "/%s/replies" % reply_to
-        return self.call("POST", path, json_body={"body": {"contentType": "html", "content": content_html}}).json
+        marks = markers_in(content_html)
+        return _http.write_once(
+            self.client, lambda: self.call("POST", path, json_body={"body": {"contentType": "html", "content": content_html}}).json,
+            lambda: find_marked(self.messages(team_id, channel_id), marks, reply_to) if marks else None,
+            "Teams message", "[selfheal:%s]" % ",".join(sorted(marks)) if marks else "(the message carries no marker)",
+            resend=bool(marks))
+
+
+def find_marked(messages, marks, reply_to=None):
+    """The message (a reply of reply_to when given) that carries every marker in marks, or None."""
+    if reply_to:
+        parent = next((m for m in messages if m.get("id") == reply_to), None)
+        messages = (parent or {}).get("replies") or []
+    return next((m for m in messages if marks <= markers_in((m.get("body") or {}).get("content"))), None)
 
 
 def member_body(user_id, roles):
@@ -411,10 +458,13 @@ class BotService(object):
 
     service = "Bot Framework"
 
-    def __init__(self, client, auth, tenant_id):
+    def __init__(self, client, auth, tenant_id, reader=None):
         self.client = client
         self.auth = auth
         self.tenant_id = tenant_id
+        # reader(channel_id) -> the channel's messages with their replies (through Graph), to find a post whose
+        # answer was lost; without one such a post is reported as AmbiguousWrite, never sent again.
+        self.reader = reader
 
     def call(self, method, path, json_body):
         for attempt in (1, 2):
@@ -430,7 +480,22 @@ class BotService(object):
         return None  # pragma: no cover
 
     def post(self, channel_id, text, reply_to=None):
-        """Send a message activity; returns the new message's id (the Graph chatMessage id)."""
+        """Send a message activity; returns the new message's id (the Graph chatMessage id).
+
+        A post whose answer was lost is looked for by its markers ([selfheal:<id>] in the text) through the reader
+        and sent once more only when it is not there."""
+        marks = markers_in(text)
+
+        def lookup():
+            if not (marks and self.reader):
+                return None
+            found = find_marked(self.reader(channel_id), marks, reply_to)
+            return str(found["id"]) if found else None
+        return _http.write_once(self.client, lambda: self._send(channel_id, text, reply_to), lookup, "Teams message",
+                                "[selfheal:%s]" % ",".join(sorted(marks)) if marks else "(the message carries no marker)",
+                                resend=bool(marks and self.reader))
+
+    def _send(self, channel_id, text, reply_to):
         activity = {"type": "message", "text": text, "textFormat": "markdown"}
         if reply_to:
             conversation = "%s;messageid=%s" % (channel_id, reply_to)

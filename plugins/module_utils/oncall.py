@@ -31,6 +31,7 @@ PD_SEVERITIES = ("critical", "error", "warning", "info")
 PD_SUMMARY_MAX = 1024
 PD_DEDUP_MAX = 255
 URL_KEY_NAMES = ("apikey", "key", "token", "accesstoken")
+TRIGGER_SETTLE = 15.0  # seconds to look for the event of a trigger whose answer was lost (created asynchronously)
 
 
 def utc_now_iso():
@@ -152,11 +153,15 @@ def first_response(deliveries):
 class XMatters(object):
     """xmapi v1 verbs. client's base URL is the xMatters instance root (REST under /api/xm/1)."""
 
-    def __init__(self, client, trigger_url, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, client, trigger_url, sleep=time.sleep, clock=time.monotonic, key_property=None,
+                 settle=TRIGGER_SETTLE):
         self.client = client
         self.trigger_url = trigger_url
         self.sleep = sleep
         self.clock = clock
+        # The property that carries the incident key: the idempotency key of a trigger whose answer was lost.
+        self.key_property = key_property
+        self.settle = settle
 
     def _collect(self, path, params):
         """Follow links.next (relative to the instance root) until it is missing; bounded."""
@@ -191,14 +196,32 @@ class XMatters(object):
     def get_event(self, event_id, embed="properties"):
         return self.client.get("%s/events/%s" % (XM_API, event_id), params={"embed": embed}).json
 
-    def trigger(self, body):
-        """POST to the inbound integration; returns the requestId (the event is created asynchronously)."""
-        response = self.client.post(self.trigger_url, json_body=body, expected=(200, 201, 202), idempotent=False)
-        data = response.json if isinstance(response.json, dict) else {}
-        request_id = data.get("requestId")
-        if not request_id:
-            raise UnexpectedResponse("xMatters trigger answered HTTP %s without a requestId" % response.status)
-        return request_id
+    def trigger(self, body, key_property=None):
+        """POST to the inbound integration; returns the requestId (the event is created asynchronously).
+
+        A trigger whose answer is lost (502/504, dropped connection, timeout) is not sent again: the open event
+        carrying the incident key in key_property (default: the one given at construction) is looked for, for up to
+        `settle` seconds since xMatters creates events after answering, and its requestId returned. Callers trigger
+        only when no open event carries the key, so the one found is this trigger's.
+        """
+        def send():
+            response = self.client.post(self.trigger_url, json_body=body, expected=(200, 201, 202), idempotent=False)
+            data = response.json if isinstance(response.json, dict) else {}
+            request_id = data.get("requestId")
+            if not request_id:
+                raise UnexpectedResponse("xMatters trigger answered HTTP %s without a requestId" % response.status)
+            return request_id
+
+        name = key_property or self.key_property
+        key = property_value(body.get("properties") or {}, name) if name else None
+
+        def lookup():
+            if not key:
+                return None
+            found = [e for e in self.find_open_events(name, key) if e.get("requestId")]
+            return found[0]["requestId"] if found else None
+        return _http.write_once(self.client, send, lookup, "xMatters event", "%s=%s" % (name, key) if key else "(no key property)",
+                                settle=self.settle, interval=1.0, clock=self.clock)
 
     def wait_for_request(self, request_id, timeout, interval):
         """The event created for requestId, polling until it exists or timeout seconds pass.
@@ -219,14 +242,22 @@ class XMatters(object):
             delay = min(delay * 2, interval)
 
     def set_status(self, event_uuid, status):
-        return self.client.post(XM_API + "/events", json_body={"id": event_uuid, "status": status}).json
+        # Setting a status is idempotent: sent again after a lost answer, it sets the same status.
+        return self.client.post(XM_API + "/events", json_body={"id": event_uuid, "status": status}, idempotent=True).json
 
     def annotations(self, event_uuid):
         return self._collect("%s/events/%s/annotations" % (XM_API, event_uuid), {"limit": 100})
 
     def annotate(self, event_uuid, comment):
-        return self.client.post("%s/events/%s/annotations" % (XM_API, event_uuid), json_body={"comment": comment},
-                                expected=(200, 201)).json
+        """Add an annotation; one whose answer was lost is looked for among the event's annotations (by its text)
+        before it is sent once more."""
+        def send():
+            return self.client.post("%s/events/%s/annotations" % (XM_API, event_uuid), json_body={"comment": comment},
+                                    expected=(200, 201)).json
+
+        def lookup():
+            return next((note for note in self.annotations(event_uuid) if note.get("comment") == comment), None)
+        return _http.write_once(self.client, send, lookup, "xMatters annotation", "on event %s" % event_uuid, resend=True)
 
     def on_call(self, groups):
         if not groups:
@@ -368,7 +399,7 @@ def client_from_params(params, log=None, sleep=time.sleep):
         client = _http.Client(params["xmatters_url"], service="xMatters",
                               auth=_http.basic_auth(params["xmatters_user"], params["xmatters_password"]),
                               retry=retry, extra_secrets=trigger_url_secrets(trigger_url), sleep=sleep, **kwargs)
-        return XMatters(client, trigger_url, sleep=sleep)
+        return XMatters(client, trigger_url, sleep=sleep, key_property=params.get("key_property"))
     if not params.get("routing_key"):
         raise InvalidInput("provider=pagerduty needs routing_key (or PAGERDUTY_ROUTING_KEY)")
     client = _http.Client(params["pagerduty_url"], service="PagerDuty", auth=_http.NoAuth(params["routing_key"]),

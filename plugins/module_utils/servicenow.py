@@ -34,6 +34,7 @@ from ansible_collections.selfheal.devops.plugins.module_utils._errors import (
     NotFound,
     RateLimited,
     UnexpectedResponse,
+    excerpt,
 )
 from ansible_collections.selfheal.devops.plugins.module_utils.msgraph import OAuth2TokenAuth
 
@@ -43,6 +44,7 @@ MAX_PAGES = 100
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 MARKER_PATTERN = re.compile(r"\[selfheal:([A-Za-z0-9._-]+)\]")
 DEFAULT_CORRELATION_DISPLAY = "selfheal.devops"
+JOURNAL_FIELDS = ("work_notes", "comments")
 
 # incident.state choices of the base system.
 STATE_NEW, STATE_IN_PROGRESS, STATE_ON_HOLD, STATE_RESOLVED, STATE_CLOSED, STATE_CANCELED = "1", "2", "3", "6", "7", "8"
@@ -197,11 +199,11 @@ class ServiceNowService(object):
     def base_url(self):
         return self.client.base_url
 
-    def call(self, method, path, params=None, json_body=None, data=None, headers=None):
+    def call(self, method, path, params=None, json_body=None, data=None, headers=None, idempotent=None):
         """One request; the ServiceNow error body mapped to a typed error; one new OAuth token on a 401."""
         for attempt in (1, 2):
             response = self.client.request(method, path, params=params, json_body=json_body, data=data, headers=headers,
-                                           expected=ANY_STATUS)
+                                           expected=ANY_STATUS, idempotent=idempotent)
             if response.status == 401 and attempt == 1 and isinstance(self.auth, OAuth2TokenAuth):
                 self.auth.invalidate()
                 continue
@@ -244,16 +246,45 @@ class ServiceNowService(object):
         raise UnexpectedResponse("ServiceNow GET %s returned more than %d pages" % (path or table, MAX_PAGES))
 
     def create(self, table, body, fields=None):
+        """Create a record. An incident whose answer was lost is looked up by its correlation_id (the idempotency key
+        this collection sets) before it is sent once more: the instance ends with exactly one."""
         params = {"sysparm_display_value": "all", "sysparm_exclude_reference_link": "true"}
         if fields:
             params["sysparm_fields"] = ",".join(fields)
-        return (self.call("POST", "/api/now/table/%s" % table, params=params, json_body=body).json or {}).get("result")
+
+        def send():
+            return (self.call("POST", "/api/now/table/%s" % table, params=params, json_body=body).json or {}).get("result")
+
+        key = body.get("correlation_id") if table == "incident" else None
+
+        def lookup():
+            if not key:
+                return None
+            found = self.find_incidents(key, body.get("correlation_display"), fields=fields or INCIDENT_FIELDS)
+            return found[0] if found else None
+        return _http.write_once(self.client, send, lookup, "%s record" % table,
+                                "correlation_id=%s" % key if key else "(none: no correlation_id)", resend=bool(key))
 
     def update(self, table, sys_id, body, fields=None):
+        """Update a record. Field values are idempotent; a journal entry (work_notes, comments) is not: an update
+        carrying one whose answer was lost is looked up by the entry's marker before it is sent once more."""
         params = {"sysparm_display_value": "all", "sysparm_exclude_reference_link": "true"}
         if fields:
             params["sysparm_fields"] = ",".join(fields)
-        return (self.call("PATCH", "/api/now/table/%s/%s" % (table, sys_id), params=params, json_body=body).json or {}).get("result")
+        journal = dict((field, markers_in(body[field])) for field in JOURNAL_FIELDS if body.get(field))
+        path = "/api/now/table/%s/%s" % (table, sys_id)
+
+        def send():
+            return (self.call("PATCH", path, params=params, json_body=body, idempotent=not journal).json or {}).get("result")
+
+        def lookup():
+            if not journal or not all(journal.values()):
+                return None
+            record = (self.call("GET", path, params=params).json or {}).get("result") or {}
+            applied = all(marks <= markers_in(display(record, field)) for field, marks in journal.items())
+            return record if applied else None
+        key = ", ".join("%s [selfheal:%s]" % (field, ",".join(sorted(marks))) for field, marks in sorted(journal.items()))
+        return _http.write_once(self.client, send, lookup, "journal entry", key or "(no marker)", resend=all(journal.values()))
 
     # incidents ---------------------------------------------------------------------------------------------------
     def find_incidents(self, correlation_id=None, correlation_display=None, number=None, fields=INCIDENT_FIELDS):
@@ -294,10 +325,20 @@ class ServiceNowService(object):
                             path="/api/now/attachment")
 
     def upload(self, table, sys_id, file_name, content, content_type):
+        """Attach a file. One whose answer was lost is looked for (same name, and same hash or size) before it is
+        sent once more."""
         params = {"table_name": table, "table_sys_id": sys_id, "file_name": file_name}
-        response = self.call("POST", "/api/now/attachment/file", params=params, data=content,
-                             headers={"Content-Type": content_type})
-        return (response.json or {}).get("result")
+        digest = hashlib.sha256(content).hexdigest()
+
+        def send():
+            response = self.call("POST", "/api/now/attachment/file", params=params, data=content,
+                                 headers={"Content-Type": content_type})
+            return (response.json or {}).get("result")
+
+        def lookup():
+            return next((a for a in self.attachments(table, sys_id) if a.get("file_name") == file_name and (
+                a.get("hash") == digest if a.get("hash") else str(a.get("size_bytes")) == str(len(content)))), None)
+        return _http.write_once(self.client, send, lookup, "attachment", "%s on %s %s" % (file_name, table, sys_id), resend=True)
 
 
 def error_text(response):
@@ -311,5 +352,5 @@ def error_text(response):
         message, detail = error.get("message"), error.get("detail")
         if message and detail:
             return "%s (%s)" % (str(message).strip(), str(detail).strip())
-        return str(message or detail or "no error text").strip()
-    return response.text[:300] or "no error text"
+        return excerpt(str(message or detail or "no error text").strip())
+    return excerpt(response.text) or "no error text"

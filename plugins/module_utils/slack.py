@@ -87,9 +87,20 @@ class SlackService(object):
     def call(self, method, read=False, **params):
         params = dict((k, v) for k, v in params.items() if v is not None)
         if read:
-            response = self.client.get(method, params=params)
-        else:
-            response = self.client.post(method, json_body=params, headers={"Content-Type": "application/json; charset=utf-8"})
+            return self._answer(method, self.client.get(method, params=params))
+
+        def send():
+            return self._answer(method, self.client.post(method, json_body=params,
+                                                         headers={"Content-Type": "application/json; charset=utf-8"}))
+
+        recovery = WRITE_LOOKUPS.get(method)
+        if recovery is None:
+            return send()
+        # A write whose answer is lost (502/504, dropped connection, timeout) is looked up, never re-sent blindly.
+        what, key, lookup = recovery(self, params)
+        return _http.write_once(self.client, send, lookup, what, key, resend=True)
+
+    def _answer(self, method, response):
         body = response.json
         if not isinstance(body, dict) or "ok" not in body:
             raise UnexpectedResponse("Slack %s answered something that is not a Slack response" % method, url=response.url)
@@ -100,6 +111,56 @@ class SlackService(object):
             error.body = body
             raise error
         return body
+
+    # Lookups by idempotency key, for writes whose answer was lost: (what, key, lookup() -> answer or None).
+    # Each read is authoritative (Slack reads are consistent), so a write not found was not applied.
+    def _created_lookup(self, params):
+        def lookup():
+            channel = self.find_channel(params["name"])
+            return {"ok": True, "channel": channel} if channel is not None else None
+        return "Slack channel", "#%s" % params["name"], lookup
+
+    def _posted_lookup(self, params):
+        payload = (params.get("metadata") or {}).get("event_payload") or {}
+        marked = (params.get("metadata") or {}).get("event_type") == MARKER_EVENT_TYPE and payload.get("message_id")
+
+        def lookup():
+            if not marked:
+                return None
+            found = self.find_marked(params["channel"], payload.get("incident_key"), payload["message_id"], params.get("thread_ts"))
+            return {"ok": True, "channel": params["channel"], "ts": found["ts"], "message": found} if found else None
+        key = "%s/%s" % (payload.get("incident_key"), payload.get("message_id")) if marked else "(the message carries no marker)"
+        return "Slack message", key, lookup
+
+    def _invited_lookup(self, params):
+        wanted = [uid for uid in params["users"].split(",") if uid]
+
+        def lookup():
+            members = set(self.members(params["channel"]))
+            return {"ok": True, "channel": {"id": params["channel"]}} if all(uid in members for uid in wanted) else None
+        return "Slack channel membership", "of %s in %s" % (params["users"], params["channel"]), lookup
+
+    def _channel_state_lookup(self, params, check):
+        def lookup():
+            channel = self.info(params["channel"])
+            return {"ok": True, "channel": channel} if check(channel) else None
+        return lookup
+
+    def _topic_lookup(self, params):
+        lookup = self._channel_state_lookup(params, lambda c: (c.get("topic") or {}).get("value") == params["topic"])
+        return "Slack channel topic", "of %s" % params["channel"], lookup
+
+    def _purpose_lookup(self, params):
+        lookup = self._channel_state_lookup(params, lambda c: (c.get("purpose") or {}).get("value") == params["purpose"])
+        return "Slack channel purpose", "of %s" % params["channel"], lookup
+
+    def _archived_lookup(self, params):
+        lookup = self._channel_state_lookup(params, lambda c: bool(c.get("is_archived")))
+        return "archived state", "of %s" % params["channel"], lookup
+
+    def _unarchived_lookup(self, params):
+        lookup = self._channel_state_lookup(params, lambda c: not c.get("is_archived"))
+        return "unarchived state", "of %s" % params["channel"], lookup
 
     def paged(self, method, key, **params):
         """Every item of a cursor-paginated read method."""
@@ -185,3 +246,14 @@ class SlackService(object):
             if message.get("reply_count"):
                 messages.extend(m for m in self.replies(channel_id, message["ts"]) if m.get("ts") != message["ts"])
         return messages
+
+
+WRITE_LOOKUPS = {
+    "conversations.create": SlackService._created_lookup,
+    "chat.postMessage": SlackService._posted_lookup,
+    "conversations.invite": SlackService._invited_lookup,
+    "conversations.setTopic": SlackService._topic_lookup,
+    "conversations.setPurpose": SlackService._purpose_lookup,
+    "conversations.archive": SlackService._archived_lookup,
+    "conversations.unarchive": SlackService._unarchived_lookup,
+}
