@@ -31,7 +31,7 @@ if HERE not in sys.path:
 
 import core  # noqa: E402
 
-SERVICE_MODULES = ("dynatrace", "jira", "slack", "oncall", "keptn", "ui", "servicenow", "msgraph", "history")
+SERVICE_MODULES = ("dynatrace", "jira", "slack", "oncall", "keptn", "ui", "servicenow", "msgraph", "history", "slack_interactivity")
 
 
 def load_services():

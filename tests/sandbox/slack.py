@@ -5,7 +5,10 @@ a `token` field in a form body (never in a JSON body, as Slack). Errors are HTTP
 rate limits are HTTP 429 + `Retry-After` + `{"ok": false, "error": "ratelimited"}` (inject them with
 /_sandbox/faults, per method path). Read methods take query or form parameters; write methods take form or JSON.
 Cursor pagination (`response_metadata.next_cursor`, "" at the end). State: sandbox.state["slack"].
-Admin: `POST /_sandbox/slack/messages` posts as a user (a responder chatting), one message or a list.
+Messages keep their Block Kit `blocks` as posted (a test reads the buttons from conversations.history); chat.update
+replaces text and blocks as Slack documents it. User groups (`usergroups.list`) are seeded with `@sre-oncall`.
+Admin: `POST /_sandbox/slack/messages` posts as a user (a responder chatting), one message or a list;
+`POST /_sandbox/slack/usergroups` creates or replaces a user group.
 """
 
 import base64
@@ -23,7 +26,7 @@ TEAM_ID = "T0SANDBOX1"
 BOT_ID = "U0SELFHEAL"
 NAME_CHARS = re.compile(r"^[a-z0-9_-]+$")
 READ_METHODS = {"auth.test", "conversations.history", "conversations.replies", "conversations.list",
-                "conversations.members", "conversations.info", "users.lookupByEmail", "users.info"}
+                "conversations.members", "conversations.info", "users.lookupByEmail", "users.info", "usergroups.list"}
 # The xMatters people of the on-call sandbox, so that an on-call responder can be invited by e-mail.
 ONCALL_PEOPLE = ("oncall.primary", "oncall.secondary", "dba.one", "dba.two")
 SEEDED_USERS = 300
@@ -37,8 +40,17 @@ def seed(sandbox):
     for number in range(1, SEEDED_USERS + 1):
         uid = "U1%07d" % number
         users[uid] = user_record(uid, "user%03d" % number, "user%03d@example.com" % number)
+    groups = {"S0SREONCALL": usergroup_record("S0SREONCALL", "sre-oncall", "SRE on call", ["U0ONCALL01", "U0ONCALL02"])}
     sandbox.state["slack"] = {"team_id": TEAM_ID, "bot_user": BOT_ID, "users": users, "channels": {},
-                              "messages": {}, "threads": {}, "last_ts": 0.0}
+                              "messages": {}, "threads": {}, "last_ts": 0.0, "usergroups": groups}
+
+
+def usergroup_record(gid, handle, name, members):
+    now = int(time.time())
+    return {"id": gid, "team_id": TEAM_ID, "is_usergroup": True, "is_subteam": True, "name": name, "description": "",
+            "handle": handle, "is_external": False, "date_create": now, "date_update": now, "date_delete": 0,
+            "auto_type": None, "auto_provision": False, "created_by": BOT_ID, "updated_by": BOT_ID, "deleted_by": None,
+            "prefs": {"channels": [], "groups": []}, "users": list(members), "user_count": len(members)}
 
 
 def user_record(uid, name, email, bot=False):
@@ -285,14 +297,9 @@ def conversations_unarchive(slack, params, request):
 def post(slack, channel, user, params):
     """Store one message (or thread reply); returns (message, error code)."""
     text = params.get("text")
-    blocks = params.get("blocks")
-    if isinstance(blocks, str):
-        try:
-            blocks = json.loads(blocks)
-        except ValueError:
-            return None, "invalid_blocks_format"
-    if blocks is not None and not isinstance(blocks, list):
-        return None, "invalid_blocks_format"
+    blocks, code = parse_blocks(params)
+    if code:
+        return None, code
     if not text and not blocks:
         return None, "no_text"
     metadata = params.get("metadata")
@@ -325,6 +332,69 @@ def post(slack, channel, user, params):
     else:
         slack["messages"][channel["id"]].append(message)
     return message, None
+
+
+def parse_blocks(params):
+    """(blocks, error code): blocks absent (None), a list, or invalid_blocks_format."""
+    blocks = params.get("blocks")
+    if isinstance(blocks, str):
+        try:
+            blocks = json.loads(blocks)
+        except ValueError:
+            return None, "invalid_blocks_format"
+    if blocks is not None and not isinstance(blocks, list):
+        return None, "invalid_blocks_format"
+    return blocks, None
+
+
+def chat_update(slack, params, request, channel):
+    """chat.update: channel (an id, not a name) + ts; text and/or blocks. Without blocks the old blocks stay only when
+    no text is given either; with text and no blocks the blocks are removed (Slack's documented behaviour)."""
+    if params.get("channel") != channel["id"]:
+        return fail("channel_not_found")  # chat.update takes the channel id only
+    ts = str(params.get("ts") or "")
+    message = next((m for m in slack["messages"][channel["id"]] if m["ts"] == ts), None)
+    if message is None:  # a thread reply
+        replies = (m for key, thread in slack["threads"].items() if key.startswith(channel["id"] + ":") for m in thread)
+        message = next((m for m in replies if m["ts"] == ts), None)
+    if message is None:
+        return fail("message_not_found")
+    if message.get("user") != slack["bot_user"]:
+        return fail("cant_update_message")
+    blocks, code = parse_blocks(params)
+    if code:
+        return fail(code)
+    text = params.get("text")
+    if not text and blocks is None:
+        return fail("no_text")
+    if text is not None:
+        message["text"] = str(text)
+        message["edited"] = {"user": slack["bot_user"], "ts": next_ts(slack)}
+        if blocks is None:
+            message.pop("blocks", None)
+    if blocks is not None:
+        if blocks:
+            message["blocks"] = blocks
+        else:
+            message.pop("blocks", None)
+    view = {"text": message["text"], "user": message["user"], "bot_id": message.get("bot_id"), "type": "message"}
+    if message.get("blocks"):
+        view["blocks"] = message["blocks"]
+    return ok(channel=channel["id"], ts=message["ts"], text=message["text"], message=view)
+
+
+def usergroups_list(slack, params, request):
+    include_users = truthy(params.get("include_users"))
+    include_disabled = truthy(params.get("include_disabled"))
+    groups = []
+    for group in slack["usergroups"].values():
+        if group["date_delete"] and not include_disabled:
+            continue
+        view = dict(group)
+        if not include_users:
+            view.pop("users")
+        groups.append(view)
+    return ok(usergroups=groups)
 
 
 def chat_post_message(slack, params, request, channel):
@@ -404,6 +474,8 @@ METHODS = {
     "conversations.history": with_channel(conversations_history),
     "conversations.replies": with_channel(conversations_replies),
     "chat.postMessage": with_channel(chat_post_message, writable=True),
+    "chat.update": with_channel(chat_update, member=False, writable=True),
+    "usergroups.list": usergroups_list,
     "users.lookupByEmail": users_lookup_by_email,
     "users.info": users_info,
 }
@@ -447,6 +519,28 @@ async def admin_messages(request):
     return web.json_response({"ok": True, "ts": posted}, status=201)
 
 
+async def admin_usergroups(request):
+    """Create or replace a user group: {"handle": "sre-oncall", "name": ..., "users": [user id or e-mail, ...]}."""
+    slack = state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "expected a JSON object"}, status=400)
+    handle = body.get("handle") if isinstance(body, dict) else None
+    if not isinstance(handle, str) or not NAME_CHARS.match(handle) or not isinstance(body.get("users"), list):
+        return web.json_response({"error": "expected {handle: lowercase name, users: [id or e-mail, ...]}"}, status=400)
+    members = []
+    for user in body["users"]:
+        uid = next((u["id"] for u in slack["users"].values() if u["id"] == user or u["profile"].get("email") == user), None)
+        if uid is None:
+            return web.json_response({"error": "no such user %r" % user}, status=404)
+        members.append(uid)
+    existing = next((g for g in slack["usergroups"].values() if g["handle"] == handle), None)
+    gid = existing["id"] if existing else "S%09d" % request.app[SANDBOX].next_id()
+    slack["usergroups"][gid] = usergroup_record(gid, handle, str(body.get("name") or handle), members)
+    return web.json_response(slack["usergroups"][gid], status=200 if existing else 201)
+
+
 def error_shape(status, message):
     """Slack's answer for a path that is no method (unknown_method) and for a failure (internal_error)."""
     return web.json_response({"ok": False, "error": "unknown_method" if status in (404, 405) else "internal_error"},
@@ -458,3 +552,4 @@ def setup(sandbox, app):
     sandbox.add_error_shape(PREFIX, error_shape)
     app.router.add_route("*", PREFIX + "/{method}", dispatch)
     app.router.add_post("/_sandbox/slack/messages", admin_messages)
+    app.router.add_post("/_sandbox/slack/usergroups", admin_usergroups)

@@ -151,3 +151,71 @@ def test_slack_sdk_web_client_works_unmodified(sandbox):
         client.conversations_archive(channel=channel["id"])
     assert raised.value.response["error"] == "already_archived"
     assert client.users_lookupByEmail(email="user001@example.com")["user"]["id"] == "U10000001"
+
+
+BUTTONS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*dt-P-1234* web down"}},
+           {"type": "actions", "block_id": "selfheal_actions", "elements": [
+               {"type": "button", "action_id": "selfheal_approve", "value": "dt-P-1234", "style": "primary",
+                "text": {"type": "plain_text", "text": "Approve fix"}},
+               {"type": "button", "action_id": "selfheal_ignore", "value": "dt-P-1234",
+                "text": {"type": "plain_text", "text": "Ignore"}}]}]
+
+
+def test_blocks_are_kept_on_messages_so_buttons_can_be_read(sandbox):
+    cid = call(sandbox, "conversations.create", json={"name": "inc-blocks"})["channel"]["id"]
+    posted = call(sandbox, "chat.postMessage", json={"channel": cid, "text": "web down", "blocks": BUTTONS})
+    assert posted["message"]["blocks"] == BUTTONS
+    form = call(sandbox, "chat.postMessage", data={"channel": cid, "text": "form", "blocks": __import__("json").dumps(BUTTONS)})
+    assert form["message"]["blocks"] == BUTTONS  # a form body carries blocks as a JSON string
+    history = call(sandbox, "conversations.history", params={"channel": cid}, http="GET")["messages"]
+    assert [m["blocks"][1]["elements"][0]["action_id"] for m in history] == ["selfheal_approve", "selfheal_approve"]
+    assert call(sandbox, "chat.postMessage", json={"channel": cid, "blocks": "{bad"})["error"] == "invalid_blocks_format"
+
+
+def test_chat_update_contract(sandbox):
+    cid = call(sandbox, "conversations.create", json={"name": "inc-update"})["channel"]["id"]
+    ts = call(sandbox, "chat.postMessage", json={"channel": cid, "text": "web down", "blocks": BUTTONS})["ts"]
+    decided = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved by <@U0ONCALL01>"}}]
+    updated = call(sandbox, "chat.update", json={"channel": cid, "ts": ts, "text": "approved", "blocks": decided})
+    assert updated["ok"] and (updated["channel"], updated["ts"], updated["text"]) == (cid, ts, "approved")
+    assert updated["message"]["blocks"] == decided
+    # blocks only: the text stays; text only: the blocks are removed (Slack's documented behaviour)
+    call(sandbox, "chat.update", json={"channel": cid, "ts": ts, "blocks": BUTTONS})
+    message = call(sandbox, "conversations.history", params={"channel": cid}, http="GET")["messages"][0]
+    assert (message["text"], message["blocks"]) == ("approved", BUTTONS)
+    call(sandbox, "chat.update", data={"channel": cid, "ts": ts, "text": "resolved"})
+    message = call(sandbox, "conversations.history", params={"channel": cid}, http="GET")["messages"][0]
+    assert message["text"] == "resolved" and "blocks" not in message and message["edited"]["user"] == "U0SELFHEAL"
+    assert call(sandbox, "chat.update", json={"channel": cid, "ts": "1.000001", "text": "x"})["error"] == "message_not_found"
+    assert call(sandbox, "chat.update", json={"channel": "inc-update", "ts": ts, "text": "x"})["error"] == "channel_not_found"
+    assert call(sandbox, "chat.update", json={"channel": cid, "ts": ts})["error"] == "no_text"
+    assert call(sandbox, "chat.update", json={"channel": cid, "ts": ts, "text": "x"}, headers={})["error"] == "not_authed"
+    user_ts = sandbox.call("POST", "/_sandbox/slack/messages", {"channel": cid, "user": "U0ONCALL01", "text": "mine"})["ts"][0]
+    assert call(sandbox, "chat.update", json={"channel": cid, "ts": user_ts, "text": "x"})["error"] == "cant_update_message"
+    reply = call(sandbox, "chat.postMessage", json={"channel": cid, "text": "in thread", "thread_ts": ts})["ts"]
+    assert call(sandbox, "chat.update", json={"channel": cid, "ts": reply, "text": "edited reply"})["ok"]
+    thread = call(sandbox, "conversations.replies", params={"channel": cid, "ts": ts}, http="GET")["messages"]
+    assert thread[1]["text"] == "edited reply"
+
+
+def test_usergroups_list_and_admin(sandbox):
+    groups = call(sandbox, "usergroups.list", params={"include_users": "true"}, http="GET")["usergroups"]
+    assert [(g["id"], g["handle"], g["users"]) for g in groups] == [("S0SREONCALL", "sre-oncall", ["U0ONCALL01", "U0ONCALL02"])]
+    assert "users" not in call(sandbox, "usergroups.list", http="GET")["usergroups"][0]
+    created = sandbox.call("POST", "/_sandbox/slack/usergroups", {"handle": "dba", "users": ["dba.one@example.com", "U0ONCALL04"]})
+    assert created["users"] == ["U0ONCALL03", "U0ONCALL04"] and created["id"].startswith("S")
+    assert len(call(sandbox, "usergroups.list", http="GET")["usergroups"]) == 2
+    assert call(sandbox, "usergroups.list", json={"include_users": True})["error"] == "invalid_arguments"
+
+
+def test_slack_sdk_updates_a_message_and_lists_user_groups(sandbox):
+    client = WebClient(token=credentials.SLACK_TOKEN, base_url=sandbox.url + credentials.SLACK_PREFIX + "/")
+    channel = client.conversations_create(name="inc-sdk-update")["channel"]
+    posted = client.chat_postMessage(channel=channel["id"], text="web down", blocks=BUTTONS)
+    client.chat_update(channel=channel["id"], ts=posted["ts"], text="approved by oncall-primary", blocks=[])
+    message = client.conversations_history(channel=channel["id"])["messages"][0]
+    assert message["text"] == "approved by oncall-primary" and "blocks" not in message
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_update(channel=channel["id"], ts="1.000001", text="x")
+    assert raised.value.response["error"] == "message_not_found"
+    assert client.usergroups_list(include_users=True)["usergroups"][0]["users"] == ["U0ONCALL01", "U0ONCALL02"]
