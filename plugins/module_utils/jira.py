@@ -21,6 +21,8 @@ MAX_SEARCH_PAGES = 50
 MAX_COMMENT_PAGES = 100
 # iter_search: pages of at most 100 issues (Cloud's cap when fields other than id/key are asked for).
 SEARCH_PAGE_SIZE = 100
+# Seconds to look for an issue whose create answer was lost (Jira's search is eventually consistent).
+LOOKUP_SETTLE = 5.0
 
 
 def client_from_params(params, log=None):
@@ -569,7 +571,20 @@ class JiraService(object):
             raise NotFound("Jira issue %s does not exist or this account cannot see it" % key, status=404)
 
     def create_issue(self, fields):
-        return self.client.post(self.api("/issue"), json_body={"fields": fields}, expected=(201,)).json
+        """Create an issue. One whose answer was lost (502/504, dropped, timeout) is looked for by all its labels in
+        its project (the collection labels each issue with its incident key), for a few seconds since Jira's search is
+        eventually consistent, and is never sent again: at most one issue results."""
+        labels, project = fields.get("labels") or [], (fields.get("project") or {}).get("key")
+
+        def lookup():
+            if not (labels and project):
+                return None
+            clauses = ["project = %s" % jql_quote(project)] + ["labels = %s" % jql_quote(label) for label in labels]
+            found = self.search("%s ORDER BY created ASC" % " AND ".join(clauses), fields=("key",), limit=1)
+            return {"id": found[0].get("id"), "key": found[0]["key"]} if found else None
+        return _http.write_once(self.client, lambda: self.client.post(self.api("/issue"), json_body={"fields": fields}, expected=(201,)).json,
+                                lookup, "Jira issue", "labelled %s in %s" % (", ".join(labels) or "(no label)", project),
+                                settle=LOOKUP_SETTLE, interval=1.0)
 
     def update_issue(self, key, fields):
         self.client.put(self.api("/issue/%s" % key), json_body={"fields": fields}, expected=(204,))
@@ -696,10 +711,19 @@ class JiraService(object):
         return found
 
     def add_comment(self, key, body, internal=False):
+        """Add a comment. One whose answer was lost is looked for by its marker among the issue's comments before
+        it is sent once more (an unmarked comment is not: AmbiguousWrite)."""
         payload = {"body": body}
         if internal:
             payload["properties"] = [{"key": "sd.public.comment", "value": {"internal": True}}]
-        return self.client.post(self.api("/issue/%s/comment" % key), json_body=payload, expected=(201,)).json
+        marks = markers_in(body)
+
+        def lookup():
+            return next((c for c in self.comments(key) if marks <= markers_in(c.get("body"))), None) if marks else None
+        return _http.write_once(self.client, lambda: self.client.post(self.api("/issue/%s/comment" % key), json_body=payload,
+                                                                      expected=(201,)).json,
+                                lookup, "comment", "marked selfheal:%s on %s" % (",".join(sorted(marks)), key),
+                                resend=bool(marks))
 
     # Transitions ---------------------------------------------------------------------------------------------
     def transitions(self, key, include_unavailable=False):
@@ -722,10 +746,24 @@ class JiraService(object):
         added = []
         for start in range(0, len(files), MAX_FILES_PER_REQUEST):
             chunk = [("file", item) for item in files[start:start + MAX_FILES_PER_REQUEST]]
-            # A retried request re-sends the bytes: the parts are in memory, not open files.
-            added.extend(self.client.post(self.api("/issue/%s/attachments" % key), files=chunk,
-                                          headers={"X-Atlassian-Token": "no-check"}).json or [])
+            # A re-sent request re-sends the bytes: the parts are in memory, not open files. One whose answer was lost
+            # is looked for (every file's name and size among the issue's attachments) before it is sent once more.
+            added.extend(_http.write_once(
+                self.client, lambda chunk=chunk: self.client.post(self.api("/issue/%s/attachments" % key), files=chunk,
+                                                                  headers={"X-Atlassian-Token": "no-check"}).json or [],
+                lambda chunk=chunk: self._attached(key, chunk), "attachments",
+                "%s on %s" % (", ".join(item[1][0] for item in chunk), key), resend=True))
         return added
+
+    def _attached(self, key, chunk):
+        have = (self.get_issue(key, fields=("attachment",)).get("fields") or {}).get("attachment") or []
+        found = []
+        for dummy, (name, content, dummy2) in chunk:
+            match = next((a for a in have if a.get("filename") == name and int(a.get("size") or -1) == len(content)), None)
+            if match is None:
+                return None
+            found.append(match)
+        return found
 
     def attachment_content(self, attachment_id):
         """The bytes of an attachment (GET .../attachment/content/{id}; Jira Cloud may redirect to its media store,
@@ -756,9 +794,21 @@ class JiraService(object):
 
     # Jira Service Management ---------------------------------------------------------------------------------
     def create_request(self, service_desk_id, request_type_id, values):
+        """Create a JSM request. One whose answer was lost is looked for (an issue with exactly this summary created in
+        the last 15 minutes; the request carries no label yet) for a few seconds, and never sent again."""
         body = {"serviceDeskId": str(service_desk_id), "requestTypeId": str(request_type_id),
                 "requestFieldValues": values}
-        return self.client.post("/rest/servicedeskapi/request", json_body=body, expected=(201,)).json
+        summary = values.get("summary") or ""
+
+        def lookup():
+            if not summary:
+                return None
+            found = self.search("summary ~ %s AND created >= -15m ORDER BY created DESC" % jql_quote(summary),
+                                fields=("summary",), limit=20)
+            same = [i for i in found if ((i.get("fields") or {}).get("summary") or "") == summary]
+            return {"issueId": same[0].get("id"), "issueKey": same[0]["key"]} if same else None
+        return _http.write_once(self.client, lambda: self.client.post("/rest/servicedeskapi/request", json_body=body, expected=(201,)).json,
+                                lookup, "JSM request", "with the summary %r" % summary, settle=LOOKUP_SETTLE, interval=1.0)
 
 
 def issue_links(issue):
