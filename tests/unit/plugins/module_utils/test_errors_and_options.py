@@ -99,3 +99,87 @@ def test_secrets_are_no_log():
 def test_argument_spec_merges_module_options():
     spec = _options.argument_spec("jira", state=dict(type="str", default="present"))
     assert "url" in spec and "max_retries" in spec and spec["state"]["default"] == "present"
+
+
+# --- ambiguous writes and bounded error text --------------------------------------------------------------
+
+def test_ambiguous_write_is_a_communication_error_that_says_it_may_have_been_applied():
+    error = _errors.AmbiguousWrite("Jira POST https://j/rest/api/3/issue?token=abc123secret answered HTTP 502", method="POST",
+                                   path="https://j/rest/api/3/issue?token=abc123secret", reason="HTTP 502", status=502,
+                                   url="https://j/rest/api/3/issue", secrets=("abc123secret",))
+    assert isinstance(error, _errors.CommunicationError) and isinstance(error, _errors.SelfHealError)
+    assert error.path == "https://j/rest/api/3/issue?token=********" and "abc123secret" not in error.message
+    assert error.to_fail_kwargs() == {"msg": "Jira POST https://j/rest/api/3/issue?token=******** answered HTTP 502",
+                                      "error_kind": "ambiguous_write", "status": 502, "url": "https://j/rest/api/3/issue",
+                                      "may_have_been_applied": True}
+    unresolved = error.unresolved("Jira issue", "labelled dt-P-1 in OPS", "a re-run looks it up again before writing")
+    assert isinstance(unresolved, _errors.AmbiguousWrite) and unresolved.status == 502 and unresolved.reason == "HTTP 502"
+    assert unresolved.message.endswith("; Jira issue may have been applied, but no Jira issue was found by its key "
+                                       "labelled dt-P-1 in OPS (a re-run looks it up again before writing)")
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, ""),
+    ("short  text\n with   spaces", "short text with spaces"),
+    ("<html>proxy error</html>", "<html>proxy error</html>"),  # short bodies are shown as they are
+])
+def test_excerpt_keeps_short_text(text, expected):
+    assert _errors.excerpt(text) == expected
+
+
+def test_excerpt_cuts_long_html_to_its_text_and_says_the_size():
+    page = "<html><head><script>var x = '<b>';</script><title>Gateway</title></head><body>%s</body></html>" % ("<p>a&amp;b</p>" * 20000)
+    text = _errors.excerpt(page)
+    assert text.startswith("Gateway a&b a&b") and "<p>" not in text and "var x" not in text
+    assert text.endswith("... (cut; the body had %d characters)" % len(page)) and len(text) < 360
+    assert len(_errors.excerpt("y" * 1000, limit=50)) < 100
+
+
+# --- connection options checked before any request, with the service named ---------------------------------
+
+def _slack_params(**changes):
+    params = dict(url="https://slack.example.com/api", token="xoxb-1234-5678-abcdefgh", validate_certs=True, ca_path=None,
+                  timeout=30.0, max_retries=4, max_retry_wait=60.0)
+    params.update(changes)
+    return params
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(timeout=0.0), "Slack: timeout must be a number of seconds greater than 0 (got 0.0); nothing was sent"),
+    (dict(timeout=-2.5), "Slack: timeout must be a number of seconds greater than 0 (got -2.5); nothing was sent"),
+    (dict(max_retries=-1), "Slack: max_retries must be 0 or more (got -1); nothing was sent"),
+    (dict(max_retry_wait=-1.0), "Slack: max_retry_wait must be 0 or more seconds (got -1.0); nothing was sent"),
+    (dict(max_retries=-2, max_retry_wait=-1.0), "Slack: max_retries must be 0 or more (got -2); "
+                                                "max_retry_wait must be 0 or more seconds (got -1.0); nothing was sent"),
+    (dict(ca_path="/nonexistent/ca.pem"), "Slack: ca_path /nonexistent/ca.pem does not exist; nothing was sent"),
+    (dict(url="slack.com/api"), "Slack: the URL must start with http:// or https:// and name a host; got slack.com/api "
+                                "(write it with https://, for example https://slack.com/api); nothing was sent"),
+])
+def test_module_parameters_are_checked_when_the_client_is_built(changes, message):
+    from ansible_collections.selfheal.devops.plugins.module_utils import slack
+
+    with pytest.raises(_errors.InvalidInput) as info:
+        slack.client_from_params(_slack_params(**changes))
+    assert str(info.value) == message
+    assert "xoxb-1234-5678-abcdefgh" not in str(info.value)
+
+
+def test_zero_retries_and_zero_wait_are_valid():
+    from ansible_collections.selfheal.devops.plugins.module_utils import slack
+
+    client = slack.client_from_params(_slack_params(max_retries=0, max_retry_wait=0.0))
+    assert client.retry.max_attempts == 1 and client.retry.max_wait == 0.0
+
+
+@pytest.mark.parametrize("service, params, name", [
+    ("jira", dict(url="jira.example.com", user="me@example.com", token="t0ken-value", api_version="3"), "Jira"),
+    ("dynatrace", dict(url="abc12345.live.dynatrace.com", api_token="dt0c01.X.Y"), "Dynatrace"),
+    ("keptn", dict(url="ftp://keptn.example.com", api_token="keptn-token"), "Keptn"),
+    ("servicenow", dict(url="dev1234.service-now.com", user="admin", password="pw-secret"), "ServiceNow"),
+])
+def test_every_service_names_itself_for_a_url_without_a_scheme(service, params, name):
+    module = importlib.import_module("ansible_collections.selfheal.devops.plugins.module_utils.%s" % service)
+    full = dict(validate_certs=True, ca_path=None, timeout=30.0, max_retries=4, max_retry_wait=60.0, **params)
+    with pytest.raises(_errors.InvalidInput) as info:
+        module.client_from_params(full)
+    assert str(info.value).startswith("%s: the URL must start with http:// or https:// and name a host" % name)

@@ -511,3 +511,64 @@ def test_a_non_json_success_body_is_cut_in_the_error(server):
         dummy_value = client.get("/html").json
         del dummy_value
     assert len(str(info.value)) < 400
+
+
+# --- write_once: a lost answer is looked up by key, never re-sent blindly ----------------------------------------
+
+def test_write_once_returns_the_record_found_and_sends_nothing_more(server):
+    server.script("/issue", dict(status=502), dict(status=201, body={"key": "OPS-2"}))
+    client, logs = make_client(server, sleep=Sleeps())
+    lookups = []
+
+    def lookup():
+        lookups.append(1)
+        return {"key": "OPS-1"}
+    found = _http.write_once(client, lambda: client.post("/issue", json_body={}).json, lookup, "Jira issue", "labelled dt-P-1")
+    assert found == {"key": "OPS-1"} and len(lookups) == 1 and len(server.requests) == 1
+    assert "the answer to POST" in logs[-1] and "was lost (HTTP 502" in logs[-1] and "Jira issue labelled dt-P-1 exists" in logs[-1]
+
+
+def test_write_once_resends_once_when_the_authoritative_lookup_finds_nothing(server):
+    server.script("/chat.postMessage", dict(reset=True), dict(status=200, body={"ok": True, "ts": "1.2"}))
+    client, logs = make_client(server, sleep=Sleeps())
+    answer = _http.write_once(client, lambda: client.post("/chat.postMessage", json_body={}).json, lambda: None,
+                              "Slack message", "dt-P-1/opened", resend=True)
+    assert answer == {"ok": True, "ts": "1.2"} and len(server.requests) == 2
+    assert "so it was not applied: sending it once more" in logs[-1]
+
+
+def test_write_once_gives_up_after_two_lost_answers(server):
+    server.script("/chat.postMessage", dict(status=504))
+    client, dummy = make_client(server, sleep=Sleeps())
+    with pytest.raises(AmbiguousWrite) as info:
+        _http.write_once(client, lambda: client.post("/chat.postMessage", json_body={}).json, lambda: None,
+                         "Slack message", "dt-P-1/opened", resend=True)
+    assert len(server.requests) == 2
+    assert "Slack message may have been applied, but no Slack message was found by its key dt-P-1/opened" in str(info.value)
+
+
+def test_write_once_without_resend_looks_for_settle_seconds_then_says_so(server):
+    server.script("/events/ingest", dict(delay=0.5, status=201, body={}))
+    client, dummy = make_client(server, sleep=Sleeps(), timeout=0.2)
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def lookup():
+        now[0] += 1.0
+        return None
+    with pytest.raises(AmbiguousWrite) as info:
+        _http.write_once(client, lambda: client.post("/events/ingest", json_body={}).json, lookup, "event", "'restart' marked k",
+                         settle=3.0, interval=1.0, clock=clock)
+    assert len(server.requests) == 1 and now[0] >= 3.0 and client.sleep and len(client.sleep) >= 2
+    assert "read timeout" in str(info.value) and "(a re-run looks it up again before writing)" in str(info.value)
+    assert info.value.to_fail_kwargs()["may_have_been_applied"] is True
+
+
+def test_write_once_passes_other_errors_through(server):
+    server.script("/issue", dict(status=400, body={"errorMessages": ["bad"]}))
+    client, dummy = make_client(server, sleep=Sleeps())
+    with pytest.raises(UnexpectedResponse):
+        _http.write_once(client, lambda: client.post("/issue", json_body={}).json, lambda: {"key": "X"}, "Jira issue", "k")
+    assert len(server.requests) == 1
