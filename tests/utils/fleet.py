@@ -243,7 +243,7 @@ class FleetHost(object):
                 "process_restart_supervisorctl": os.path.join(BIN, "supervisorctl"),
                 "process_restart_supervisor_config": self.conf,
                 "process_restart_health_url": self.health_url,
-                "process_restart_health_body": self.name,
+                "process_restart_health_body": "^%s$" % self.name,
                 "process_restart_state_dir": self.state_dir}
 
     def stop(self):
@@ -268,13 +268,16 @@ class Fleet(object):
     Use as a context manager (`with Fleet(tmp_path) as fleet:`) or call start() and stop().
     """
 
-    def __init__(self, workdir, size=12, python=None, startup_timeout=60.0):
+    def __init__(self, workdir, size=12, python=None, pipelining=True, startup_timeout=60.0):
         if not 1 <= size <= 240:
             raise ValueError("a fleet has 1 to 240 hosts (127.0.0.11 .. 127.0.0.250), not %r" % (size,))
         self.workdir = os.path.join(str(workdir), "fleet")
         self.size = size
         # The managed side runs the modules with this interpreter (Python 3.9+ with the modules' imports).
         self.python = python or os.path.join(BIN, "python")
+        # Pipelining sends each module over the SSH session's stdin instead of copying it with SFTP first: half the
+        # round trips. `-e ansible_pipelining=false` exercises the SFTP path.
+        self.pipelining = pipelining
         self.startup_timeout = startup_timeout
         self.hosts = []
         self.ssh_port = 0
@@ -397,10 +400,13 @@ class Fleet(object):
     def stop(self):
         """Stop everything this fleet started: SSH control masters, sshd and its sessions, every supervisord."""
         errors = []
-        if self.control_dir and os.path.isdir(self.control_dir):
-            for entry in os.listdir(self.control_dir):
-                subprocess.run([SSH, "-o", "ControlPath=%s" % os.path.join(self.control_dir, entry), "-O", "exit", "fleet"],
-                               capture_output=True, timeout=15, check=False)
+        masters = self.control_masters()
+        for path in masters:
+            self._control(path, "exit")
+        try:
+            terminate([pid for pid in masters.values() if alive(pid)])
+        except AssertionError as error:
+            errors.append("SSH control masters: %s" % error)
         if self.sshd is not None:
             try:
                 sessions = children(self.sshd.pid)  # sshd's per-connection children call setsid: find them first
@@ -420,9 +426,24 @@ class Fleet(object):
         if errors:
             raise FleetError("could not stop: %s" % "; ".join(errors))
 
+    def _control(self, path, command):
+        return subprocess.run([SSH, "-o", "ControlPath=%s" % path, "-O", command, "fleet"],
+                              capture_output=True, text=True, timeout=15, check=False)
+
+    def control_masters(self):
+        """{control socket: PID} of the SSH master connections Ansible keeps open to the fleet's hosts."""
+        masters = {}
+        if self.control_dir and os.path.isdir(self.control_dir):
+            for entry in sorted(os.listdir(self.control_dir)):
+                path = os.path.join(self.control_dir, entry)
+                answer = self._control(path, "check").stderr  # "Master running (pid=1234)"
+                if "pid=" in answer:
+                    masters[path] = int(answer.split("pid=", 1)[1].split(")", 1)[0])
+        return masters
+
     def pids(self):
-        """Every process this fleet runs now (sshd and its sessions, supervisords and their programs)."""
-        found = []
+        """Every process this fleet runs now (SSH control masters, sshd and its sessions, supervisords, programs)."""
+        found = list(self.control_masters().values())
         if self.sshd is not None and self.sshd.poll() is None:
             found += [self.sshd.pid] + children(self.sshd.pid)
         for host in self.hosts:
@@ -461,6 +482,17 @@ class Fleet(object):
         wait_until(lambda: host.info().get("statename") in DOWN_STATES and not alive(pid), timeout=15,
                    what="supervisord of %s to see web (PID %d) die" % (name, pid))
         return pid
+
+    def reset(self, timeout=30.0):
+        """Every host as new: repaired, `web` running and healthy, its state directory empty (between tests)."""
+        for host in self.hosts:
+            self.repair(host.name)
+            shutil.rmtree(host.state_dir, ignore_errors=True)
+            if host.info().get("statename") in ("STOPPED", "EXITED", "FATAL"):
+                host.rpc().supervisor.startProcess("web", False)  # do not wait: all hosts start at once
+        deadline = time.monotonic() + timeout
+        for host in self.hosts:
+            wait_until(host.up, timeout=max(1.0, deadline - time.monotonic()), what="%s to be up again" % host.name)
 
     def break_restart(self, name):
         """Make every later start of the host's `web` exit at once (as a bad deploy would): its restart fails."""
@@ -504,6 +536,7 @@ class Fleet(object):
             "ansible_ssh_args": "",
             "ansible_ssh_common_args": self.ssh_common_args(),
             "ansible_python_interpreter": self.python,
+            "ansible_pipelining": self.pipelining,
             "ansible_remote_tmp": host.remote_tmp,
         }
         variables.update(host.role_vars())
