@@ -440,3 +440,23 @@ def test_documentation_examples_and_every_argument_read():
     for option in ("handoff_timeout", "lookup_timeout", "replay_window", "max_body_bytes", "retry_after", "port"):
         assert str(doc["options"][option]["default"]) in open(slack_actions.__file__).read(), option
     assert os.path.basename(slack_actions.__file__) == "slack_actions.py"
+
+
+async def test_health_tells_whether_the_rules_engine_waits_for_events(run_source, rules_engine):
+    """ansible-rulebook starts its rules engine after the sources: until it waits on the queue a click gets 503."""
+    engine = rules_engine()
+    running = await run_source(slack_actions.main, args(), engine=engine)
+
+    async def health():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(running.base + PATH + "/health") as response:
+                return await response.json()
+
+    ready = await health()
+    assert ready["status"] == "ok" and ready["engine_waiting"] is True and 0 <= ready["engine_lag"] < 1
+    engine.pause()
+    for number in range(2):  # the first is taken by the get() the engine was already waiting in; the second waits
+        body = click(trigger="t%d" % number)
+        assert (await post(running.base, body, sign(body)))[0] == 200
+    busy = await health()
+    assert busy["engine_waiting"] is False and busy["pending"] == 1

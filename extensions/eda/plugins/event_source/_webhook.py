@@ -23,6 +23,7 @@ the source's decoder made of the authenticated body: decode(content_type, body, 
 
 import asyncio
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -180,7 +181,8 @@ def decode_json(body, max_depth=MAX_JSON_DEPTH):
         raise BadInput("body is not valid JSON")
     if not isinstance(payload, dict):
         raise BadInput("body must be a JSON object")
-    _depth(payload, max_depth)
+    if body.count(b"{") + body.count(b"[") > max_depth:  # else it cannot nest deeper: no walk (C-speed count)
+        _depth(payload, max_depth)
     return payload
 
 
@@ -299,13 +301,25 @@ class Authenticator(object):
 
 _PENDING, _PUTTING, _ABANDONED = "pending", "putting", "abandoned"
 
+if hasattr(asyncio, "timeout"):  # Python 3.11+: a deadline on the running task, no extra task per put
+    async def _within(seconds, awaitable):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+else:  # pragma: no cover - older Pythons
+    def _within(seconds, awaitable):
+        return asyncio.wait_for(awaitable, seconds)
+
 
 class _Ticket(object):
-    __slots__ = ("lock", "state")
+    """One event on its way to the rulebook's queue. Its state changes under the Handoff's lock, from either loop."""
+    __slots__ = ("event", "state", "started", "future", "home")
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self, event, future):
+        self.event = event
         self.state = _PENDING
+        self.started = time.monotonic()
+        self.future = future  # on the sender's loop: True (in the queue) or False (not, and never will be)
+        self.home = future.get_loop()
 
 
 class Handoff(object):
@@ -314,6 +328,12 @@ class Handoff(object):
     deliver(event) (on the webhook loop) returns True only when the event is in the queue, False when it is not
     and never will be: the put either completed or was abandoned before it started, never both. The rulebook's
     loop may be busy evaluating rules; a put that has started is bounded by its own timeout on that loop.
+
+    Waking the other loop costs a write to its self-pipe and the GIL changing threads; one wake-up per event
+    dominated intake under load. So events cross in batches: deliver() appends to an inbox and wakes the rulebook's
+    loop only when no pump runs there; the pump puts the events one after the other (in arrival order, as concurrent
+    awaited puts would be served) and reports each outcome through an outbox that wakes the sender's loop only when
+    no flush is already due there.
     """
 
     def __init__(self, queue, loop, timeout, max_pending):
@@ -321,8 +341,33 @@ class Handoff(object):
         self.loop = loop
         self.timeout = timeout
         self.max_pending = max_pending
+        self._lock = threading.Lock()
+        self._inbox = collections.deque()  # tickets waiting for the pump
+        self._pumping = False  # a pump runs (or is about to) on the rulebook's loop
+        self._outbox = {}  # sender's loop -> [(ticket, outcome)] waiting for its flush (one flush due per loop)
+        self._pump_task = None
         self.pending = 0
         self.delivered = 0
+        self.beat = None
+        self._heartbeat = None
+
+    def start_heartbeat(self, interval=0.25):
+        """On the rulebook's loop: note when it last ran, so /health can tell that it is stalled (ansible-rulebook
+        blocks it for seconds while it starts its rules engine; a hand-off cannot happen meanwhile)."""
+        async def beat():
+            while True:
+                self.beat = time.monotonic()
+                await asyncio.sleep(interval)
+
+        self._heartbeat = self.loop.create_task(beat())
+
+    def stop_heartbeat(self):
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+
+    def lag(self):
+        """Seconds since the rulebook's loop last ran (None before its first beat, or without a heartbeat)."""
+        return None if self.beat is None else round(time.monotonic() - self.beat, 3)
 
     async def deliver(self, event):
         if self.pending >= self.max_pending:
@@ -334,31 +379,105 @@ class Handoff(object):
             self.pending -= 1
 
     async def _deliver(self, event):
-        ticket = _Ticket()
-        started = time.monotonic()
-        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._put(ticket, event, started), self.loop))
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(event, loop.create_future())
+        with self._lock:
+            self._inbox.append(ticket)
+            wake, self._pumping = not self._pumping, True
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._start_pump)
+            except RuntimeError:  # the rulebook's loop is closed: nothing can be handed over any more
+                with self._lock:
+                    self._pumping = False
+                    ticket.state = _ABANDONED
+                return False
+        timer = loop.call_later(self.timeout + 1.0, self._expire, ticket)
         try:
-            done = await asyncio.wait_for(asyncio.shield(future), self.timeout + 1.0)
-        except asyncio.TimeoutError:
-            with ticket.lock:
-                if ticket.state == _PENDING:
-                    ticket.state = _ABANDONED  # the rulebook's loop never started the put: it never will
-                    return False
-            done = await future  # started: its own timeout on the rulebook's loop bounds it
+            done = await ticket.future
+        except asyncio.CancelledError:
+            self._abandon(ticket)
+            raise
+        finally:
+            timer.cancel()
         if done:
             self.delivered += 1
         return done
 
-    async def _put(self, ticket, event, started):
-        with ticket.lock:
-            if ticket.state == _ABANDONED:
-                return False
-            ticket.state = _PUTTING
+    def _abandon(self, ticket):
+        """True when the ticket was still waiting (now it never will be put), False when its put has started."""
+        with self._lock:
+            if ticket.state == _PENDING:
+                ticket.state = _ABANDONED  # the rulebook's loop never started the put: it never will
+            return ticket.state == _ABANDONED
+
+    def _expire(self, ticket):
+        if self._abandon(ticket) and not ticket.future.done():
+            ticket.future.set_result(False)
+        # else the put started: its own timeout on the rulebook's loop bounds it, and its outcome is reported
+
+    # --- on the rulebook's loop ---
+    def _start_pump(self):
+        self._pump_task = self.loop.create_task(self._pump())
+
+    async def _pump(self):
+        ticket = None
         try:
-            await asyncio.wait_for(self.queue.put(event), max(0.05, self.timeout - (time.monotonic() - started)))
-        except asyncio.TimeoutError:
-            return False
-        return True
+            while True:
+                with self._lock:
+                    if not self._inbox:
+                        self._pumping = False
+                        return
+                    ticket = self._inbox.popleft()
+                    if ticket.state == _ABANDONED:
+                        continue
+                    ticket.state = _PUTTING
+                remaining = max(0.05, self.timeout - (time.monotonic() - ticket.started))
+                try:
+                    await _within(remaining, self.queue.put(ticket.event))
+                    outcome = True
+                except asyncio.TimeoutError:
+                    outcome = False
+                except Exception as exc:  # noqa: BLE001 - a failing queue (filter): the sender's request fails with it
+                    outcome = exc
+                self._report(ticket, outcome)
+                ticket = None
+        except BaseException:  # cancelled: the source is stopping, nothing more is put
+            with self._lock:
+                left = [t for t in self._inbox if t.state == _PENDING]
+                for waiting in left:
+                    waiting.state = _ABANDONED
+                self._inbox.clear()
+                self._pumping = False
+            for waiting in left + ([ticket] if ticket is not None else []):
+                self._report(waiting, False)
+            raise
+
+    def _report(self, ticket, outcome):
+        home = ticket.home
+        with self._lock:
+            due = self._outbox.get(home)
+            if due is not None:
+                due.append((ticket, outcome))  # a flush is already due on that loop: it takes this one too
+                return
+            self._outbox[home] = [(ticket, outcome)]
+        try:
+            home.call_soon_threadsafe(self._flush, home)
+        except RuntimeError:  # the sender's loop is closed: nobody waits for the outcome any more
+            with self._lock:
+                self._outbox.pop(home, None)
+
+    # --- on the sender's loop ---
+    def _flush(self, home):
+        with self._lock:
+            batch = self._outbox.pop(home, ())
+        for ticket, outcome in batch:
+            if ticket.future.done():  # its sender gave up (cancelled) meanwhile
+                continue
+            if isinstance(outcome, BaseException):
+                ticket.future.set_exception(outcome)
+            else:
+                ticket.future.set_result(outcome)
 
 
 class KeyedLocks(object):
@@ -385,13 +504,28 @@ class KeyedLocks(object):
                 del self._locks[key]
 
 
-def pending(queue):
-    """Events waiting in the rulebook's queue (ansible-rulebook hands sources a wrapper around it)."""
+def _unwrap(queue):
+    """The asyncio.Queue inside what ansible-rulebook hands a source (a FilteredQueue around it), or None."""
     for dummy in range(3):
         if hasattr(queue, "qsize"):
-            return queue.qsize()
+            return queue
         queue = getattr(queue, "queue", None)
-    return 0
+    return None
+
+
+def pending(queue):
+    """Events waiting in the rulebook's queue (ansible-rulebook hands sources a wrapper around it)."""
+    inner = _unwrap(queue)
+    return inner.qsize() if inner is not None else 0
+
+
+def engine_waiting(queue):
+    """True while the rules engine waits on the queue for the next event (it has started and is idle), False while
+    it does not (starting, or busy with an event), None when that cannot be told (an unusual queue)."""
+    getters = getattr(_unwrap(queue), "_getters", None)  # asyncio.Queue's waiting get() calls
+    if getters is None:
+        return None
+    return any(not getter.done() for getter in list(getters))
 
 
 # --- the HTTP server ------------------------------------------------------------------------------
@@ -486,7 +620,8 @@ class WebhookServer(object):
 
     async def _dispatch(self, request):
         if request.path == self.health_path and request.method in ("GET", "HEAD"):
-            return _answer(200, {"status": "ok", "pending": pending(self.queue), "in_flight": self.handoff.pending})
+            return _answer(200, {"status": "ok", "pending": pending(self.queue), "in_flight": self.handoff.pending,
+                                 "engine_lag": self.handoff.lag(), "engine_waiting": engine_waiting(self.queue)})
         if request.path != self.config.path:
             return _error(404, "not found")
         if request.method != "POST":
@@ -552,6 +687,7 @@ class Webhook(object):
         self.error = None
 
     async def start(self, handle, decode=None):
+        self.handoff.start_heartbeat()
         self.server = WebhookServer(self.config, handle, self.handoff, self.queue, decode=decode)
         self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
         self.thread.start()
@@ -594,6 +730,7 @@ class Webhook(object):
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def stop(self):
+        self.handoff.stop_heartbeat()
         if self.loop is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
