@@ -672,7 +672,12 @@ class Cleaner(object):
         state = group.state
         for record in group.records:
             first, count = record[FIRST], record[COUNT]
-            chosen = [index for index in range(first, first + count) if state[index] == 1]
+            if not count:
+                continue
+            if state.count(1, first, first + count) == count:  # all of them (the usual case): no list
+                chosen = range(first, first + count)
+            else:
+                chosen = [index for index in range(first, first + count) if state[index] == 1]
             if chosen:
                 yield record, chosen
 
@@ -857,7 +862,7 @@ def _run(settings, roots, check_mode, opened, started):
             group.target_bytes = target
         met = True
         if settings.usage_only:
-            pass
+            met = target is None or before["free"] >= target
         elif target is None:
             for root in group.roots:
                 cleaner.stream(root)

@@ -110,7 +110,9 @@ options:
     type: bool
     default: false
   one_file_system:
-    description: Do not descend into other mounts inside a root, bind mounts of the same filesystem included.
+    description:
+      - Do not descend into other mounts inside a root, bind mounts of the same filesystem included.
+      - With V(false), mounts inside a root are walked too, whatever filesystem (and whatever tree) they show.
     type: bool
     default: true
   skip_open_files:
