@@ -141,7 +141,6 @@ class DynatraceService(object):
                                      % (detail, event.get("entitySelector")), status=201, details=answer)
         return answer
 
-
     def find_ingested(self, event):
         """The ingest answer for an event found in the evidence of the open problems on its entities (by title and
         marker property), or None. Evidence of type EVENT carries the event's properties [U: read from the problems

@@ -361,6 +361,7 @@ class GraphService(object):
             body["description"] = description
         if membership == "private":
             body["members"] = [member_body(uid, ["owner"]) for uid in owner_ids]
+
         def send():
             response = self.call("POST", "/teams/%s/channels" % team_id, json_body=body, allowed=(409,))
             if response.status != 409:
