@@ -128,3 +128,43 @@ def test_slash_command_refused_for_a_user_not_allowed_and_run_for_a_group_member
     assert sorted(os.listdir(str(activation.out))) == ["fix", "refused-fix-command"]
     output = activation.output()
     assert SIGNING_SECRET not in output and credentials.SLACK_TOKEN not in output
+
+
+def test_example_rulebook_slash_note_becomes_one_ticket_comment(sandbox, sandbox_env, playbook, installed_collection, tmp_path):
+    """selfheal.devops.slack_actions_example as shipped: /selfheal note in the incident channel -> one Jira comment
+    attributed to the Slack user; the same interaction delivered again adds nothing; a user outside the allow-list
+    gets a refusal and no comment."""
+    opened = playbook([{"name": "open", "selfheal.devops.jira_incident": {
+        "project": "OPS", "incident_key": "dt-P-4242", "summary": "checkout crashed"}}], env=sandbox_env)
+    assert opened["open"]["created"], opened.stdout[-2000:]
+    port = rulebook_harness.free_port()
+    env = dict(sandbox_env, SLACK_SIGNING_SECRET=SIGNING_SECRET)
+    running = rulebook_harness.Activation(
+        "selfheal.devops.slack_actions_example", installed_collection, env=env, workdir=str(tmp_path / "eda"),
+        variables={"selfheal_slack_port": port, "selfheal_slack_allowed_users": {"note": ["@sre-oncall"]},
+                   "SLACK_SIGNING_SECRET": SIGNING_SECRET}).start()
+    try:
+        running.wait_for_url("http://127.0.0.1:%d/slack/actions/health" % port, timeout=90)
+        rulebook_harness.wait_until(lambda: engine_ready(port), timeout=60, interval=0.2, what="the rules engine loop")
+        sandbox_post(sandbox, "/_sandbox/slack/interactivity/config",
+                     {"url": "http://127.0.0.1:%d/slack/actions" % port, "signing_secret": SIGNING_SECRET})
+        channel = incident_channel(sandbox)
+        noted = sandbox_post(sandbox, "/_sandbox/slack/command", {
+            "channel": channel, "user": "U0ONCALL01", "command": "/selfheal", "text": "note the pool ran dry at 14:02"})
+        assert noted["delivery"]["body"]["text"] == "Received: note for dt-P-4242."
+        refused = sandbox_post(sandbox, "/_sandbox/slack/command", {
+            "channel": channel, "user": "U10000002", "command": "/selfheal", "text": "note not mine to say"})
+        assert refused["delivery"]["body"]["text"].startswith("Refused: you may not note dt-P-4242")
+
+        def comments():
+            issue = sandbox.state()["jira"]["cloud"]["issues"]["OPS-1"]
+            return [json.dumps(c["body"]) for c in issue["comments"]]
+
+        rulebook_harness.wait_until(comments, timeout=90, what="the ticket comment")
+        running.wait_for_output("Refused: U10000002 may not note dt-P-4242", timeout=60)
+        assert len(comments()) == 1
+        assert "Note from oncall-primary (U0ONCALL01) in Slack: the pool ran dry at 14:02" in comments()[0]
+        output = running.output()
+        assert SIGNING_SECRET not in output and credentials.JIRA_TOKEN not in output
+    finally:
+        running.stop()
