@@ -35,7 +35,7 @@ def fleet(tmp_path_factory):
 def estate(fleet, tmp_path):
     """The module's fleet, every host repaired, running, healthy and with an empty state directory."""
     fleet.reset()
-    fleet.inventory_path = fleet.write_inventory(tmp_path / "inventory.yml")
+    fleet.write_inventory(tmp_path / "inventory.yml")
     return fleet
 
 
@@ -160,37 +160,50 @@ def test_process_restart_heals_every_host_in_batches_of_five(estate, tmp_path):
 
 def test_a_broken_host_fails_its_restart_and_the_gate_stops_the_roll(estate, tmp_path):
     crashed = {name: estate.crash(name) for name in estate.names}
-    estate.break_restart("fleet-07")  # batch 2: fleet-06 .. fleet-10
+    estate.break_restart("fleet-03")  # batch 1: fleet-01 .. fleet-05
 
     play = restart_play(max_fail_percentage=0, vars={"process_restart_health_timeout": 3})
     rc, output, recorded, dummy = run_play(estate, tmp_path, play)
     assert rc != 0, output[-4000:]
 
-    # fleet-07 tried once (recorded in its own state directory), did not come back, and its restart failed.
-    failed = {task: hosts["fleet-07"] for task, hosts in recorded.items() if hosts.get("fleet-07", {}).get("failed")}
+    # fleet-03 tried once (recorded in its own state directory), did not come back, and its restart failed.
+    failed = {task: hosts["fleet-03"] for task, hosts in recorded.items() if hosts.get("fleet-03", {}).get("failed")}
     assert len(failed) == 1, (failed, output[-3000:])
     assert "web is not healthy after 1 restart attempt(s)" in next(iter(failed.values()))["msg"], failed
-    assert not estate.healthy("fleet-07") and estate.pid("fleet-07") == 0
-    assert guard_attempts(estate["fleet-07"]) == 1
-    assert [name for name, hosts in recorded.items() if any(result.get("failed") for result in hosts.values())] == list(failed)
+    assert not estate.healthy("fleet-03") and estate.pid("fleet-03") == 0
+    assert guard_attempts(estate["fleet-03"]) == 1
+    assert not [task for task, hosts in recorded.items() if any(result.get("failed") for name, result in hosts.items() if name != "fleet-03")]
 
-    # The rest of its batch and the batch before were healed, each its own program.
-    for name in estate.names[:5] + ["fleet-06", "fleet-08", "fleet-09", "fleet-10"]:
+    # The rest of its batch was healed, each host its own program ...
+    for name in ("fleet-01", "fleet-02", "fleet-04", "fleet-05"):
         assert estate.healthy(name) and estate.pid(name) not in (0, crashed[name]), name
         assert guard_attempts(estate[name]) == 1, name
-    # max_fail_percentage 0 ends the play with the failing batch: only batch 1 reached the task after the role ...
-    assert sorted(recorded["result"]) == estate.names[:5]
-    # ... and fleet-11 and fleet-12 were never touched: still down, nothing recorded.
-    for name in ("fleet-11", "fleet-12"):
+    # ... and max_fail_percentage 0 ended the play with that batch: no host reached the task after the role, and
+    # fleet-06 .. fleet-12 were never touched (still down, nothing recorded on them).
+    assert "result" not in recorded
+    for name in estate.names[5:]:
         assert all(name not in hosts for hosts in recorded.values()), name
-        assert not estate.healthy(name) and estate.pid(name) == 0 and guard_attempts(estate[name]) == 0
+        assert not estate.healthy(name) and estate.pid(name) == 0 and guard_attempts(estate[name]) == 0, name
+
+
+def test_ssh_takes_the_fleet_key_only(estate, tmp_path):
+    other = str(tmp_path / "other_key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True, timeout=30)
+    base = ["ssh", "-p", str(estate.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    host = estate["fleet-04"].address
+    good = subprocess.run(base + ["-i", estate.client_key, "root@" + host, "echo", "$SSH_CONNECTION"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert good.returncode == 0 and good.stdout.split()[2] == host, good.stderr
+    refused = subprocess.run(base + ["-i", other, "root@" + host, "true"], capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 255 and "Permission denied (publickey)" in refused.stderr, refused.stderr
 
 
 def test_stop_leaves_nothing_running(tmp_path):
     fleet = Fleet(tmp_path, size=3)
     fleet.start()
     try:
-        fleet.inventory_path = fleet.write_inventory(tmp_path / "inventory.yml")
+        fleet.write_inventory(tmp_path / "inventory.yml")
         assert sorted(adhoc(fleet, "ansible.builtin.ping")) == fleet.names
         masters = fleet.control_masters()
         assert len(masters) == 3  # Ansible left one master connection per host, kept for the next run

@@ -21,14 +21,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
 import xmlrpc.client
 
-from estate import BIN, alive, wait_until  # tests/utils/estate.py
+from estate import BIN, ROOT, alive, wait_until  # tests/utils/estate.py
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -283,6 +282,7 @@ class Fleet(object):
         self.ssh_port = 0
         self.sshd = None
         self.startup_seconds = None
+        self.inventory_path = None  # the last inventory written by write_inventory()
         self.ssh_dir = os.path.join(self.workdir, "ssh")
         self.client_key = os.path.join(self.ssh_dir, "id_ed25519")
         # Unix socket paths are limited to 108 bytes: keep the SSH control sockets under a short private directory.
@@ -346,7 +346,7 @@ class Fleet(object):
             self.ssh_port = port_free_on_all(addresses)
             with open(config, "w") as handle:
                 handle.write(self._sshd_config(addresses, host_key, authorized))
-            check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True, timeout=30)
+            check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True, timeout=30, check=False)
             if check.returncode:
                 raise FleetError("sshd refuses its configuration: %s" % check.stderr.strip())
             with open(log, "ab") as out:
@@ -552,11 +552,58 @@ class Fleet(object):
 
         with open(str(path), "w") as handle:
             yaml.safe_dump(self.inventory(names), handle, sort_keys=True)
-        return str(path)
+        self.inventory_path = str(path)
+        return self.inventory_path
 
 
-if __name__ == "__main__":  # start a fleet by hand: python tests/utils/fleet.py [size]
-    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp, Fleet(tmp, size=int(sys.argv[1]) if sys.argv[1:] else 12) as demo:
-        print("fleet of %d up in %.2f s; inventory: %s" % (demo.size, demo.startup_seconds,
-                                                            demo.write_inventory(os.path.join(tmp, "inventory.yml"))))
+def measure(fleet, workdir, batch=5):
+    """Side by side in one run: process_restart over SSH on 1 crashed host, on every host (serial `batch`), and on
+    every host with the local connection (same hosts, no SSH); seconds per ansible-playbook run."""
+    import json
+
+    import yaml
+
+    play = [{"name": "heal", "hosts": "fleet", "gather_facts": False, "serial": batch,
+             "tasks": [{"name": "restart", "ansible.builtin.include_role": {"name": "selfheal.devops.process_restart"}}]}]
+    path = os.path.join(workdir, "measure.yml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(play, handle)
+    inventory = fleet.write_inventory(os.path.join(workdir, "inventory.yml"))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "build", "collections"),
+               ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_RETRY_FILES_ENABLED="False")
+    runs = [("ssh, 1 host", ["-l", fleet.names[0]]), ("ssh, %d hosts" % fleet.size, []),
+            ("local connection, %d hosts" % fleet.size, ["-e", "ansible_connection=local"])]
+    figures = {"hosts": fleet.size, "serial": batch, "startup_seconds": round(fleet.startup_seconds, 2)}
+    for label, extra in runs:
+        fleet.reset()
+        chosen = fleet.names[:1] if extra[:1] == ["-l"] else fleet.names
+        for name in chosen:
+            fleet.crash(name)
+        began = time.monotonic()
+        proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", inventory, "-f", str(fleet.size), path] + extra,
+                              capture_output=True, text=True, env=env, timeout=1800, check=False)
+        figures[label] = round(time.monotonic() - began, 2)
+        if proc.returncode or not all(fleet.healthy(name) for name in chosen):
+            raise FleetError("%s: ansible-playbook failed (rc %d): %s" % (label, proc.returncode, proc.stdout[-2000:]))
+    figures["load_average_1min"] = round(os.getloadavg()[0], 1)
+    print(json.dumps(figures, indent=2))
+
+
+def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Start a fleet by hand (until Enter), or --measure it.")
+    parser.add_argument("--size", type=int, default=12)
+    parser.add_argument("--measure", action="store_true", help="time process_restart on 1 host, on all, and without SSH")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp, Fleet(tmp, size=args.size) as fleet:
+        if args.measure:
+            measure(fleet, tmp)
+            return
+        inventory = fleet.write_inventory(os.path.join(tmp, "inventory.yml"))
+        print("fleet of %d hosts up in %.2f s; inventory: %s" % (fleet.size, fleet.startup_seconds, inventory))
         input("press Enter to stop ")
+
+
+if __name__ == "__main__":  # python tests/utils/fleet.py [--size N] [--measure]
+    main()
