@@ -320,7 +320,7 @@ async def response_url(request):
 
 async def admin_interactions(request):
     interactions = state(request)["interactions"]
-    return web.json_response([{k: v for k, v in r.items()} for r in interactions])
+    return web.json_response([dict(r) for r in interactions])
 
 
 def setup(sandbox, app):

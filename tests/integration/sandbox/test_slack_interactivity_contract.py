@@ -162,8 +162,8 @@ async def test_an_app_slower_than_three_seconds_or_failing_is_an_error_for_the_u
     channel, dummy = await incident_channel(sandbox)
     app.hold = asyncio.Event()
     started = time.monotonic()
-    status, slow = await admin(sandbox, "POST", "/_sandbox/slack/command", {"channel": channel, "command": "/selfheal",
-                                                                          "text": "status"})
+    status, slow = await admin(sandbox, "POST", "/_sandbox/slack/command",
+                               {"channel": channel, "command": "/selfheal", "text": "status"})
     assert slow["delivery"]["error"] == "operation_timeout" and 2.9 < time.monotonic() - started < 6
     app.hold.set()
     app.hold = None

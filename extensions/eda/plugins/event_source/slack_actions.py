@@ -304,9 +304,9 @@ class SlackConfig(object):
 
     def webhook_args(self, args):
         """The shared plumbing's arguments: Slack's signature scheme on top of the source's limits."""
-        passed = dict((k, args[k]) for k in ("host", "port", "path", "certfile", "keyfile", "cafile", "max_body_bytes",
-                                              "max_pending", "retry_after", "max_connections", "idle_timeout", "body_timeout")
-                      if k in args)
+        names = ("host", "port", "path", "certfile", "keyfile", "cafile", "max_body_bytes", "max_pending", "retry_after",
+                 "max_connections", "idle_timeout", "body_timeout")
+        passed = dict((k, args[k]) for k in names if k in args)
         passed.setdefault("port", 5002)
         passed.setdefault("max_body_bytes", 262144)
         passed.setdefault("max_pending", 64)
