@@ -64,6 +64,7 @@ EDA_WEBHOOK_PATH = "extensions/eda/plugins/event_source/webhook.py"
 PID_SUFFIX = "_1669823466223V2"
 PID_LINE = re.compile(r"^-\d{19}" + PID_SUFFIX + "$")
 BANNER_TIME = re.compile(r"^\*\* (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[event\]")
+ROWS = ("ceiling", "source", "source_state", "rulebook", "eda_webhook")
 RULE = {"name": "every event", "condition": "event.meta is defined",
         "action": {"print_event": {"var_root": {"problem.id": "id", "payload.PID": "id"}}}}
 
@@ -113,7 +114,8 @@ def serve_ceiling(port, control):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         control.send("ready")
-        await asyncio.get_running_loop().run_in_executor(None, control.recv)  # "stop"
+        while (await asyncio.get_running_loop().run_in_executor(None, control.recv))[0] == "wait":
+            control.send([])  # nothing is delivered anywhere
         await runner.cleanup()
 
     asyncio.run(main())
@@ -285,36 +287,45 @@ def account(row, delivered, measured_ids):
     return row
 
 
-def run_source(name, args, numbers, warmup, state_dir=None, known=()):
-    port = rulebook_harness.free_port()
-    parent, child = multiprocessing.Pipe()
-    state_file = os.path.join(state_dir, "dynatrace-state.db") if state_dir else None
-    process = multiprocessing.Process(target=serve_source, args=(port, child, state_file), daemon=True)
-    process.start()
-    try:
-        if not parent.poll(60):
-            raise RuntimeError("%s did not start" % name)
-        parent.recv()
-        rulebook_harness.wait_until(lambda: rulebook_harness.http_ok("http://127.0.0.1:%d%s/health" % (port, PATH)), 30)
-        seeded = None
-        if known:
-            seed = load(port, known, args)
-            parent.send(("wait", len(known), 60))
-            parent.recv()
-            seeded = {"sent": seed["sent"], "answered": seed["answered"], "seconds": seed["seconds"],
-                      "known_in_state": _count_rows(state_file)}
-        row = load(port, numbers, args, warmup)
-        parent.send(("wait", len(known) + len(warmup) + row["answered"], 60))
-        delivered = parent.recv()
-        parent.send(("stop",))
-    finally:
-        process.join(30)
-        if process.is_alive():
-            process.terminate()
-    row = account(row, delivered, [pid_of(n) for n in numbers])
-    if seeded is not None:
-        row["seeded"] = seeded
-    return row
+class ProcessServer(object):
+    """The ceiling or the source alone, in a process of its own, started fresh for each measurement."""
+
+    def __init__(self, target, *extra):
+        self.target = target
+        self.extra = extra
+        self.port = None
+        self.process = None
+        self.control = None
+
+    def start(self):
+        self.port = rulebook_harness.free_port()
+        self.control, child = multiprocessing.Pipe()
+        self.process = multiprocessing.Process(target=self.target, args=(self.port, child) + self.extra, daemon=True)
+        self.process.start()
+        if not self.control.poll(60):
+            raise RuntimeError("%s did not start" % self.target.__name__)
+        self.control.recv()
+        rulebook_harness.wait_until(lambda: _answers(self.port), 30, what="%s on port %d" % (self.target.__name__, self.port))
+        return self
+
+    def taken(self, want, timeout):
+        """(time, problem id) of every event the source handed over, once `want` of them arrived or timeout passed."""
+        self.control.send(("wait", want, timeout))
+        return self.control.recv()
+
+    def stop(self):
+        if self.process is None:
+            return
+        if self.process.is_alive():
+            try:
+                self.control.send(("stop",))
+            except OSError:
+                pass
+            self.process.join(30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+        self.process = None
 
 
 def _count_rows(path):
@@ -327,24 +338,62 @@ def _count_rows(path):
         conn.close()
 
 
-def run_ceiling(args, numbers, warmup):
-    port = rulebook_harness.free_port()
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=serve_ceiling, args=(port, child), daemon=True)
-    process.start()
+def seed_state(args, folder, numbers):
+    """A state database that knows `numbers` problems: they are sent through the source itself (state on), which
+    records each one once it is handed over; each measurement starts from a copy of this template."""
+    os.makedirs(folder)
+    path = os.path.join(folder, "template.db")
+    server = ProcessServer(serve_source, path).start()
     try:
-        if not parent.poll(60):
-            raise RuntimeError("ceiling did not start")
-        parent.recv()
-        row = load(port, numbers, args, warmup)
-        parent.send("stop")
+        seeded = load(server.port, numbers, args)
+        taken = server.taken(len(numbers), 120)
     finally:
-        process.join(30)
-        if process.is_alive():
-            process.terminate()
-    row.pop("accepted_ids")
-    row.update({"delivered": None, "delivered_per_s": None, "lost": None})
-    return row
+        server.stop()  # the source closes its store: every change committed, the WAL checkpointed
+    known = _count_rows(path)
+    if known != len(numbers) or len(taken) != len(numbers):
+        raise RuntimeError("seeding the state: %d sent, %d answered, %d handed over, %d in %s"
+                           % (len(numbers), seeded["answered"], len(taken), known, path))
+    return path, {"sent": seeded["sent"], "answered": seeded["answered"], "seconds": seeded["seconds"], "known": known}
+
+
+class SourceRow(object):
+    """ceiling, source, source_state: a fresh server process per measurement."""
+
+    def __init__(self, name, tmp, state_template=None):
+        self.name = name
+        self.tmp = tmp
+        self.state_template = state_template
+        self.runs = 0
+
+    def setup(self):
+        pass
+
+    def measure(self, args, numbers, warmup):
+        self.runs += 1
+        if self.name == "ceiling":
+            server = ProcessServer(serve_ceiling)
+        elif self.state_template:
+            folder = os.path.join(self.tmp, "%s-%d" % (self.name, self.runs))
+            os.makedirs(folder)
+            state_file = os.path.join(folder, "dynatrace-state.db")
+            shutil.copyfile(self.state_template, state_file)
+            server = ProcessServer(serve_source, state_file)
+        else:
+            server = ProcessServer(serve_source, None)
+        server.start()
+        try:
+            row = load(server.port, numbers, args, warmup)
+            taken = server.taken(len(warmup) + row["answered"], 60) if self.name != "ceiling" else None
+        finally:
+            server.stop()
+        if taken is None:
+            row.pop("accepted_ids")
+            row.update({"delivered": None, "delivered_per_s": None, "lost": None})
+            return row
+        return account(row, taken, [pid_of(n) for n in numbers])
+
+    def teardown(self):
+        pass
 
 
 class OutputReader(object):
@@ -383,25 +432,40 @@ class OutputReader(object):
             time.sleep(0.05)  # the output is a file: nothing to await; 50 ms against runs of seconds
 
 
-def run_activation(name, source, args, numbers, warmup, collections, workdir):
-    port = rulebook_harness.free_port()
-    source_args = dict(source[1], port=port)
-    rulebook = [{"name": "intake", "hosts": "all", "sources": [{source[0]: source_args}], "rules": [RULE]}]
-    activation = rulebook_harness.Activation(rulebook, collections, workdir=os.path.join(workdir, name), verbosity=0,
-                                             print_events=False)
-    activation.start()
-    reader = OutputReader(activation.log_path)
-    try:
-        _wait_listening(activation, port, 180)
-        row = load(port, numbers, args, warmup)
-        reader.wait_for(len(warmup) + row["answered"], 120, activation.process)
-    finally:
-        activation.stop()
-    reader.read()
-    row = account(row, reader.fired, [pid_of(n) for n in numbers])
-    if row["delivered"] < row["answered"]:
-        row["output_tail"] = activation.output()[-3000:]
-    return row
+class ActivationRow(object):
+    """rulebook, eda_webhook: one ansible-rulebook activation kept running across measurements."""
+
+    def __init__(self, name, source, collections, tmp):
+        self.name = name
+        self.source = source
+        self.collections = collections
+        self.tmp = tmp
+        self.port = None
+        self.activation = None
+        self.reader = None
+
+    def setup(self):
+        self.port = rulebook_harness.free_port()
+        source_args = dict(self.source[1], port=self.port)
+        rulebook = [{"name": "intake", "hosts": "all", "sources": [{self.source[0]: source_args}], "rules": [RULE]}]
+        self.activation = rulebook_harness.Activation(rulebook, self.collections, workdir=os.path.join(self.tmp, self.name),
+                                                      verbosity=0, print_events=False)
+        self.activation.start()
+        self.reader = OutputReader(self.activation.log_path)
+        _wait_listening(self.activation, self.port, 180)
+
+    def measure(self, args, numbers, warmup):
+        self.reader.fired = []
+        row = load(self.port, numbers, args, warmup)
+        self.reader.wait_for(len(warmup) + row["answered"], 120, self.activation.process)
+        row = account(row, self.reader.fired, [pid_of(n) for n in numbers])
+        if row["delivered"] < row["answered"]:
+            row["output_tail"] = self.activation.output()[-3000:]
+        return row
+
+    def teardown(self):
+        if self.activation is not None:
+            self.activation.stop()
 
 
 def _answers(port):
@@ -476,92 +540,146 @@ def install_eda_webhook(webhook_py, workdir, collections):
 
 # --- main ----------------------------------------------------------------------------------------------
 
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarise(rounds):
+    """Medians over the rounds of one row (503s and losses summed)."""
+    keys = ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms", "max_ms")
+    summary = {key: median([r.get(key) for r in rounds]) for key in keys}
+    summary["retried_503"] = sum(r["retried_503"] for r in rounds)
+    summary["lost"] = None if any(r.get("lost") is None for r in rounds) else sum(r["lost"] for r in rounds)
+    summary["answered"] = sum(r["answered"] for r in rounds)
+    summary["sent"] = sum(r["sent"] for r in rounds)
+    summary["delivered"] = None if summary["lost"] is None else sum(r["delivered"] for r in rounds)
+    return summary
+
+
+def paired(figures, numerator, denominator, key):
+    """numerator/denominator of `key` in each round where both were measured (rows run close in time)."""
+    values = []
+    for a, b in zip(figures.get(numerator, {}).get("rounds", []), figures.get(denominator, {}).get("rounds", [])):
+        if a.get(key) and b.get(key):
+            values.append(round(a[key] / b[key], 3))
+    return {"per_round": values, "median": median(values)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000, help="distinct notifications per row")
+    parser.add_argument("--requests", type=int, default=20000, help="distinct notifications per row and round")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument("--rounds", type=int, default=3, help="every row is measured once per round, in rotating order")
     parser.add_argument("--known", type=int, default=10000, help="problems already known in the state-file row")
-    parser.add_argument("--warmup", type=int, default=200, help="notifications sent one by one before each row")
+    parser.add_argument("--warmup", type=int, default=200, help="notifications sent one by one before each measurement")
     parser.add_argument("--retry-cap", type=float, default=0.1, help="longest wait honoured from a 503's Retry-After (s)")
-    parser.add_argument("--row-timeout", type=float, default=600, help="longest a row's load may run (s)")
+    parser.add_argument("--row-timeout", type=float, default=600, help="longest one measurement's load may run (s)")
     parser.add_argument("--eda-webhook", help="path of ansible.eda's webhook.py (else read from --eda-mirror)")
     parser.add_argument("--eda-mirror", default=EDA_MIRROR, help="git directory of a github.com/ansible/event-driven-ansible mirror")
-    parser.add_argument("--rows", default="ceiling,source,source_state,rulebook,eda_webhook")
+    parser.add_argument("--rows", default=",".join(ROWS), help="rows to measure (comma-separated): %s" % ", ".join(ROWS))
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "webhook_intake.json"))
     args = parser.parse_args()
-    rows = args.rows.split(",")
+    wanted = [name for name in ROWS if name in args.rows.split(",")]
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True)
 
     tmp = tempfile.mkdtemp(prefix="selfheal-bench-intake-")
     load_before = os.getloadavg()
-    figures, notes = {}, {}
-    base = 10 ** 9
+    figures, notes, rows = {}, {}, {}
 
-    def numbers(row_index):
-        return range(base * (row_index + 1), base * (row_index + 1) + args.requests)
-
-    def warmup(row_index):
-        return range(base * (row_index + 1) - args.warmup, base * (row_index + 1))
-
-    def measure(name, run):
-        if name not in rows:
-            return
-        print(">> %s" % name, flush=True)
+    def prepare(name, make):
+        print(">> setting up %s" % name, flush=True)
         try:
-            figures[name] = run()
-        except Exception as exc:  # noqa: BLE001 - a row that fails is reported as not measured, with why
+            row = make()
+            row.setup()
+            rows[name] = row
+        except Exception as exc:  # noqa: BLE001 - a row that cannot start is reported as not measured, with why
             figures[name] = {"measured": False, "why": "%s: %s" % (type(exc).__name__, str(exc)[-3000:])}
 
-    measure("ceiling", lambda: run_ceiling(args, numbers(0), warmup(0)))
-    measure("source", lambda: run_source("source", args, numbers(1), warmup(1)))
-    measure("source_state", lambda: run_source("source_state", args, numbers(2), warmup(2), state_dir=os.path.join(tmp, "state"),
-                                               known=range(base * 7, base * 7 + args.known)))
-    collections = None
-    if "rulebook" in rows or "eda_webhook" in rows:
-        collections = rulebook_harness.install_collection(tmp)
-    ours = ("selfheal.devops.dynatrace", {"host": "127.0.0.1", "token": TOKEN, "reconcile": False})
-    measure("rulebook", lambda: run_activation("rulebook", ours, args, numbers(3), warmup(3), collections, tmp))
-    if "eda_webhook" in rows:
-        copy, origin = eda_webhook_source(args, tmp)
-        if copy is None:
-            figures["eda_webhook"] = {"measured": False, "why": origin}
-        else:
-            install_eda_webhook(copy, tmp, collections)
-            notes["eda_webhook_origin"] = origin
-            theirs = ("ansible.eda.webhook", {"host": "127.0.0.1", "token": TOKEN})
-            measure("eda_webhook", lambda: run_activation("eda_webhook", theirs, args, numbers(4), warmup(4), collections, tmp))
-    load_after = os.getloadavg()
+    try:
+        for name in ("ceiling", "source"):
+            if name in wanted:
+                prepare(name, lambda name=name: SourceRow(name, tmp))
+        if "source_state" in wanted:
+            def state_row():
+                template, seeded = seed_state(args, os.path.join(tmp, "seed"), range(9 * 10 ** 9, 9 * 10 ** 9 + args.known))
+                notes["state_seeded"] = seeded
+                return SourceRow("source_state", tmp, state_template=template)
 
-    ceiling = figures.get("ceiling", {}).get("answered_per_s")
-    for row in figures.values():
-        if ceiling and row.get("answered_per_s"):
-            row["ceiling_ratio"] = round(ceiling / row["answered_per_s"], 2)
-    if figures.get("source", {}).get("delivered_per_s") and figures.get("source_state", {}).get("delivered_per_s"):
-        notes["state_on_vs_off"] = round(figures["source_state"]["delivered_per_s"] / figures["source"]["delivered_per_s"], 3)
-    if figures.get("eda_webhook", {}).get("delivered_per_s") and figures.get("rulebook", {}).get("delivered_per_s"):
-        notes["rulebook_vs_eda_webhook"] = round(figures["rulebook"]["delivered_per_s"] / figures["eda_webhook"]["delivered_per_s"], 3)
+            prepare("source_state", state_row)
+        if "rulebook" in wanted or "eda_webhook" in wanted:
+            collections = rulebook_harness.install_collection(tmp)
+            if "rulebook" in wanted:
+                ours = ("selfheal.devops.dynatrace", {"host": "127.0.0.1", "token": TOKEN, "reconcile": False})
+                prepare("rulebook", lambda: ActivationRow("rulebook", ours, collections, tmp))
+            if "eda_webhook" in wanted:
+                copy, origin = eda_webhook_source(args, tmp)
+                notes["eda_webhook_origin"] = origin
+                if copy is None:
+                    figures["eda_webhook"] = {"measured": False, "why": origin}
+                else:
+                    def eda_row():
+                        install_eda_webhook(copy, tmp, collections)
+                        return ActivationRow("eda_webhook", ("ansible.eda.webhook", {"host": "127.0.0.1", "token": TOKEN}),
+                                             collections, tmp)
+
+                    prepare("eda_webhook", eda_row)
+
+        order = [name for name in ROWS if name in rows]
+        for number in range(args.rounds):
+            shift = number % max(1, len(order))
+            for name in order[shift:] + order[:shift]:
+                index = ROWS.index(name)
+                first = (number * 10 + index + 1) * 10 ** 8
+                print(">> round %d: %s" % (number + 1, name), flush=True)
+                try:
+                    row = rows[name].measure(args, range(first, first + args.requests), range(first - args.warmup, first))
+                except Exception as exc:  # noqa: BLE001 - recorded, the other rows go on
+                    row = {"failed": "%s: %s" % (type(exc).__name__, str(exc)[-3000:])}
+                row["round"] = number + 1
+                row["load_average"] = [round(v, 2) for v in os.getloadavg()]
+                figures.setdefault(name, {"rounds": []})["rounds"].append(row)
+                print("   %s" % {k: row.get(k) for k in ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms",
+                                                         "retried_503", "lost", "failed")}, flush=True)
+    finally:
+        for row in rows.values():
+            row.teardown()
+        load_after = os.getloadavg()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    for name, row in figures.items():
+        if "rounds" in row:
+            complete = [r for r in row["rounds"] if "failed" not in r]
+            row["median"] = summarise(complete) if complete else None
+    notes["ceiling_over_source"] = paired(figures, "ceiling", "source", "answered_per_s")
+    notes["state_on_over_off"] = paired(figures, "source_state", "source", "delivered_per_s")
+    notes["rulebook_over_eda_webhook"] = paired(figures, "rulebook", "eda_webhook", "delivered_per_s")
     report = {
         "benchmark": "webhook_intake",
         "command": "python bench/bench_webhook_intake.py " + " ".join(sys.argv[1:]),
         "machine": "%d cores" % os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_before": [round(v, 2) for v in load_before], "load_average_after": [round(v, 2) for v in load_after],
-        "requests": args.requests, "concurrency": args.concurrency, "known": args.known, "retry_cap_s": args.retry_cap,
-        "rule": RULE, "results": figures, "notes": notes,
+        "requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds, "known": args.known,
+        "retry_cap_s": args.retry_cap, "rule": RULE, "results": figures, "notes": notes,
     }
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
-    shutil.rmtree(tmp, ignore_errors=True)
-    print("%-12s %10s %11s %8s %8s %6s %6s %9s" % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost",
-                                                   "ceiling/x"))
-    for name, row in figures.items():
-        if row.get("measured") is False:
-            print("%-12s not measured: %s" % (name, row["why"]))
+    print("\nmedians of %d rounds (%d notifications each, %d connections)" % (args.rounds, args.requests, args.concurrency))
+    print("%-12s %10s %11s %8s %8s %6s %6s" % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost"))
+    for name in ROWS:
+        row = figures.get(name)
+        if row is None:
             continue
-        print("%-12s %10s %11s %8s %8s %6s %6s %9s  %s" % (
-            name, row["answered_per_s"], row.get("delivered_per_s"), row["p50_ms"], row["p99_ms"], row["retried_503"],
-            row.get("lost"), row.get("ceiling_ratio"), row["statuses"]))
-    print("notes: %s; load average %s -> %s" % (notes, report["load_average_before"], report["load_average_after"]))
+        if row.get("measured") is False or not row.get("median"):
+            print("%-12s not measured: %s" % (name, row.get("why", "every round failed")))
+            continue
+        m = row["median"]
+        print("%-12s %10s %11s %8s %8s %6s %6s" % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"],
+                                                  m["retried_503"], m["lost"]))
+    for key in ("ceiling_over_source", "state_on_over_off", "rulebook_over_eda_webhook"):
+        print("%s: median %s, per round %s" % (key, notes[key]["median"], notes[key]["per_round"]))
+    print("load average %s -> %s" % (report["load_average_before"], report["load_average_after"]))
 
 
 if __name__ == "__main__":
