@@ -19,7 +19,8 @@ description:
   - The file is written to a temporary file and renamed, so a reader never sees half a record; times older than
     the window are dropped when it is written. An unreadable or corrupt record counts as no restart and is
     replaced; the problem is reported in RV(warning).
-  - Used by the C(selfheal.devops.process_restart) role; one module run reads, decides and writes.
+  - Used by the C(selfheal.devops.process_restart) role; one module run reads, decides and writes, under a lock on the
+    directory, so two remediations of the same host at once never lose an attempt.
 extends_documentation_fragment:
   - selfheal.devops.attributes
 attributes:
@@ -96,6 +97,7 @@ warning:
   type: str
 """
 
+import fcntl
 import json
 import os
 import time
@@ -148,19 +150,34 @@ def main():
     params = module.params
     if params["max_attempts"] < 1 or params["window"] <= 0:
         module.fail_json(msg="max_attempts must be at least 1 and window positive")
-    now = time.time()
-    attempts, warning = read_attempts(params["path"])
-    recent, allowed = decide(attempts, now, params["window"], params["max_attempts"])
-    result = {"allowed": allowed, "crash_loop": not allowed, "recent": recent, "recorded_at": None}
-    if warning:
-        result["warning"] = warning
-    if allowed and params["record"]:
-        if not module.check_mode:
-            try:
-                write_attempts(params["path"], params["name"], recent + [now])
-            except (IOError, OSError) as error:
-                module.fail_json(msg="cannot record the restart in %s: %s" % (params["path"], to_text(error)), **result)
-        result["recorded_at"] = now
+    directory = os.path.dirname(params["path"]) or "."
+    writing = params["record"] and not module.check_mode
+    try:
+        if writing and not os.path.isdir(directory):
+            os.makedirs(directory, 0o750)
+        # Two remediations of one host at once: read, decide and write under one lock, so no attempt is lost.
+        lock = os.open(directory, os.O_RDONLY) if os.path.isdir(directory) else None
+    except (IOError, OSError) as error:
+        module.fail_json(msg="cannot use the record directory %s: %s" % (directory, to_text(error)))
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        now = time.time()
+        attempts, warning = read_attempts(params["path"])
+        recent, allowed = decide(attempts, now, params["window"], params["max_attempts"])
+        result = {"allowed": allowed, "crash_loop": not allowed, "recent": recent, "recorded_at": None}
+        if warning:
+            result["warning"] = warning
+        if allowed and params["record"]:
+            if writing:
+                try:
+                    write_attempts(params["path"], params["name"], recent + [now])
+                except (IOError, OSError) as error:
+                    module.fail_json(msg="cannot record the restart in %s: %s" % (params["path"], to_text(error)), **result)
+            result["recorded_at"] = now
+    finally:
+        if lock is not None:
+            os.close(lock)
     module.exit_json(changed=result["recorded_at"] is not None, **result)
 
 

@@ -56,3 +56,15 @@ def test_an_unwritable_place_fails_clearly(playbook, tmp_path):
                     guard("bad limits", path=str(tmp_path / "x.json"), name="web", max_attempts=0)])
     assert run["guard"]["failed"] and "cannot record the restart" in run["guard"]["msg"]
     assert run["bad limits"]["failed"] and "max_attempts" in run["bad limits"]["msg"]
+
+
+def test_two_remediations_of_one_host_at_once_lose_no_attempt(playbook, tmp_path):
+    """Eight ansible-playbook runs guard the same program at the same moment: every attempt is recorded."""
+    import concurrent.futures
+
+    path = tmp_path / "web.json"
+    args = {"path": str(path), "name": "web", "max_attempts": 100, "window": 600}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        runs = list(pool.map(lambda dummy: playbook([guard("guard", **args)]), range(8)))
+    assert all(run["guard"]["allowed"] and run["guard"]["changed"] for run in runs)
+    assert len(json.loads(path.read_text())["attempts"]) == 8
