@@ -249,7 +249,7 @@ class FleetHost(object):
         if self.process is None:
             return
         if self.process.poll() is None:
-            program = self.pid()
+            program = self.info().get("pid", 0)  # also while STARTING or STOPPING
             self.process.terminate()  # supervisord stops its programs (stopwaitsecs) and exits
             try:
                 self.process.wait(timeout=15)
