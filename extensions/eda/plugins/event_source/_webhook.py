@@ -165,14 +165,19 @@ def _depth(value, limit):
             stack.extend((child, depth + 1) for child in item)
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # what json.loads(text, parse_constant=...) builds per call
+
+
 def decode_json(body, max_depth=MAX_JSON_DEPTH):
     """The JSON object in body (bytes); BadInput for anything else (NaN/Infinity and deep nesting included)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput("body is not UTF-8")
+    if text.startswith("\ufeff"):  # as json.loads: a byte-order mark is not JSON
+        raise BadInput("body is not valid JSON")
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = _DECODER.decode(text)
     except BadInput:
         raise
     except RecursionError:  # the C decoder stops cleanly at the interpreter's recursion limit
@@ -310,6 +315,16 @@ else:  # pragma: no cover - older Pythons
         return asyncio.wait_for(awaitable, seconds)
 
 
+def _has_room(queue):
+    """True when put() cannot wait: the asyncio.Queue (inside what ansible-rulebook hands a source) is not full."""
+    for dummy in range(3):
+        full = getattr(queue, "full", None)
+        if full is not None:
+            return not full()
+        queue = getattr(queue, "queue", None)
+    return False
+
+
 class _Ticket(object):
     """One event on its way to the rulebook's queue. Its state changes under the Handoff's lock, from either loop."""
     __slots__ = ("event", "state", "started", "future", "home")
@@ -432,9 +447,12 @@ class Handoff(object):
                     if ticket.state == _ABANDONED:
                         continue
                     ticket.state = _PUTTING
-                remaining = max(0.05, self.timeout - (time.monotonic() - ticket.started))
                 try:
-                    await _within(remaining, self.queue.put(ticket.event))
+                    if _has_room(self.queue):  # the put completes at once: no deadline to arm
+                        await self.queue.put(ticket.event)
+                    else:
+                        await _within(max(0.05, self.timeout - (time.monotonic() - ticket.started)),
+                                      self.queue.put(ticket.event))
                     outcome = True
                 except asyncio.TimeoutError:
                     outcome = False
@@ -629,7 +647,10 @@ class WebhookServer(object):
         if request.content_length is not None and request.content_length > self.config.max_body_bytes:
             return _error(413, "body larger than %d bytes" % self.config.max_body_bytes)
         try:
-            body = await asyncio.wait_for(self._read(request), self.config.body_timeout)
+            if request.content.is_eof():  # the whole body came with the headers: nothing to wait for, no deadline
+                body = await self._read(request)
+            else:
+                body = await _within(self.config.body_timeout, self._read(request))
         except asyncio.TimeoutError:
             return _error(408, "body not received within %g s" % self.config.body_timeout, headers={"Connection": "close"})
         if body is None:

@@ -307,15 +307,20 @@ TRANSITIONS = ("opened", "updated", "closed")
 
 # --- what a problem observation means ------------------------------------------------------------
 
+# The encoders json.dumps(..., sort_keys=True[, default=str]) would build on every call (same output, built once).
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
+_FINGERPRINT_KEYS = ("status", "title", "severity", "impact", "root_cause", "tags")
+
+
 def fingerprint(problem, raw=None):
     """What makes two deliveries of one problem 'the same': its normalised content (order-free) plus the
     evidence that did not come from this collection (its own events and comments must not look like news)."""
-    keys = ("status", "title", "severity", "impact", "root_cause", "tags")
-    content = {k: problem.get(k) for k in keys}
-    content["entities"] = sorted(json.dumps(e, sort_keys=True) for e in problem.get("entities") or [])
+    content = {k: problem.get(k) for k in _FINGERPRINT_KEYS}
+    content["entities"] = sorted(_SORTED_JSON.encode(e) for e in problem.get("entities") or [])
     content["management_zones"] = sorted(problem.get("management_zones") or [])
     content["evidence"] = sorted(dt.foreign_evidence(raw or {}))
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_FINGERPRINT_JSON.encode(content).encode("utf-8")).hexdigest()
 
 
 class ProblemTracker(object):
@@ -346,7 +351,10 @@ class ProblemTracker(object):
         self.store.put(pid, record)
 
     async def persist(self):
-        return await asyncio.wrap_future(self.store.persist())
+        future = self.store.persist()
+        if future.done():  # nothing to wait for (no state file): no round trip through the loop
+            return future.result()
+        return await asyncio.wrap_future(future)
 
 
 def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False):
