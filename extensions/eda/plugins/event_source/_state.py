@@ -29,6 +29,8 @@ SCHEMA_VERSION = "1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PRUNE_EVERY = 600.0
 _STOP = object()
+_SAVED = concurrent.futures.Future()
+_SAVED.set_result(True)
 
 
 class StateError(ValueError):
@@ -95,16 +97,20 @@ class ProblemStore(object):
         return len(old)
 
     # --- durability -----------------------------------------------------------------------------
+    @property
+    def durable(self):
+        """True when changes are saved to a state file (persist() then waits for the writer)."""
+        return self._writer is not None
+
     def persist(self):
         """Commit every pending change; a Future resolving to True (saved) or False (write failed)."""
-        future = concurrent.futures.Future()
         if self.clock() - self._last_prune > PRUNE_EVERY:
             self.prune()
         if self._writer is None:
             with self._lock:
                 self.dirty.clear()
-            future.set_result(True)
-            return future
+            return _SAVED  # nothing to write: the same resolved future every time
+        future = concurrent.futures.Future()
         with self._lock:
             changes = {}
             for key in self.dirty:

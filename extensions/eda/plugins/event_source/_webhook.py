@@ -305,6 +305,11 @@ class Authenticator(object):
 # --- delivery into ansible-rulebook's queue -------------------------------------------------------
 
 _PENDING, _PUTTING, _ABANDONED = "pending", "putting", "abandoned"
+# While the pump still has HOLD_DEPTH events to put, the rules engine (its loop) is the bottleneck: outcomes are held
+# back instead of waking the sender's loop for each one (a wake-up costs the engine's thread a system call and the
+# GIL), and the sender's loop takes them every POLL_INTERVAL seconds while it has events on their way.
+HOLD_DEPTH = 4
+POLL_INTERVAL = 0.005
 
 if hasattr(asyncio, "timeout"):  # Python 3.11+: a deadline on the running task, no extra task per put
     async def _within(seconds, awaitable):
@@ -348,7 +353,9 @@ class Handoff(object):
     dominated intake under load. So events cross in batches: deliver() appends to an inbox and wakes the rulebook's
     loop only when no pump runs there; the pump puts the events one after the other (in arrival order, as concurrent
     awaited puts would be served) and reports each outcome through an outbox that wakes the sender's loop only when
-    no flush is already due there.
+    no flush is already due there. While the rules engine is the bottleneck (HOLD_DEPTH events still to put) outcomes
+    are not even woken for: the sender's loop polls them every POLL_INTERVAL while it has events on their way, which
+    costs an answer at most POLL_INTERVAL and spares the engine's thread a system call per event.
     """
 
     def __init__(self, queue, loop, timeout, max_pending):
@@ -359,7 +366,9 @@ class Handoff(object):
         self._lock = threading.Lock()
         self._inbox = collections.deque()  # tickets waiting for the pump
         self._pumping = False  # a pump runs (or is about to) on the rulebook's loop
-        self._outbox = {}  # sender's loop -> [(ticket, outcome)] waiting for its flush (one flush due per loop)
+        self._outbox = {}  # sender's loop -> [(ticket, outcome)] not yet handed to it
+        self._due = set()  # sender's loops with a flush scheduled (woken)
+        self._polling = set()  # sender's loops running _poll
         self._pump_task = None
         self.pending = 0
         self.delivered = 0
@@ -407,6 +416,9 @@ class Handoff(object):
                     self._pumping = False
                     ticket.state = _ABANDONED
                 return False
+        if loop not in self._polling:
+            self._polling.add(loop)
+            loop.call_later(POLL_INTERVAL, self._poll, loop)
         timer = loop.call_later(self.timeout + 1.0, self._expire, ticket)
         try:
             done = await ticket.future
@@ -474,11 +486,12 @@ class Handoff(object):
     def _report(self, ticket, outcome):
         home = ticket.home
         with self._lock:
-            due = self._outbox.get(home)
-            if due is not None:
-                due.append((ticket, outcome))  # a flush is already due on that loop: it takes this one too
-                return
-            self._outbox[home] = [(ticket, outcome)]
+            self._outbox.setdefault(home, []).append((ticket, outcome))
+            if home in self._due:
+                return  # a flush is already due on that loop: it takes this one too
+            if len(self._inbox) >= HOLD_DEPTH:
+                return  # the rules engine is the bottleneck: the sender's poll takes it within POLL_INTERVAL
+            self._due.add(home)
         try:
             home.call_soon_threadsafe(self._flush, home)
         except RuntimeError:  # the sender's loop is closed: nobody waits for the outcome any more
@@ -488,6 +501,7 @@ class Handoff(object):
     # --- on the sender's loop ---
     def _flush(self, home):
         with self._lock:
+            self._due.discard(home)
             batch = self._outbox.pop(home, ())
         for ticket, outcome in batch:
             if ticket.future.done():  # its sender gave up (cancelled) meanwhile
@@ -496,6 +510,14 @@ class Handoff(object):
                 ticket.future.set_exception(outcome)
             else:
                 ticket.future.set_result(outcome)
+
+    def _poll(self, home):
+        """While events wait for their outcome: take the outcomes held back (at most POLL_INTERVAL old)."""
+        self._flush(home)
+        if self.pending > 0:
+            home.call_later(POLL_INTERVAL, self._poll, home)
+        else:
+            self._polling.discard(home)
 
 
 class KeyedLocks(object):

@@ -328,6 +328,7 @@ class ProblemTracker(object):
 
     def __init__(self, store):
         self.store = store
+        self._saving = {}  # loop -> futures of persist() calls waiting for the save that loop has scheduled
 
     def decide(self, problem, raw=None, reconcile=False):
         """(transition, record, reason): transition None means nothing to emit, and reason says why."""
@@ -351,10 +352,40 @@ class ProblemTracker(object):
         self.store.put(pid, record)
 
     async def persist(self):
-        future = self.store.persist()
-        if future.done():  # nothing to wait for (no state file): no round trip through the loop
-            return future.result()
-        return await asyncio.wrap_future(future)
+        """True once every change made before the call is saved (at once without a state file), False when the
+        save failed (the changes stay pending and are saved with the next one).
+
+        Calls made in one turn of the loop share one save: the store's writer commits them in one transaction and
+        the loop is woken once for all of them, not once per notification."""
+        if not self.store.durable:
+            return self.store.persist().result()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        waiting = self._saving.get(loop)
+        if waiting is None:
+            waiting = self._saving[loop] = []
+            loop.call_soon(self._save, loop)
+        waiting.append(waiter)
+        return await waiter
+
+    def _save(self, loop):
+        waiting = self._saving.pop(loop)
+        saved = self.store.persist()  # every change made before the persist() calls above is in this save
+
+        def answer(dummy):
+            ok = not saved.cancelled() and saved.exception() is None and saved.result()
+            try:
+                loop.call_soon_threadsafe(_resolve_all, waiting, bool(ok))
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        saved.add_done_callback(answer)
+
+
+def _resolve_all(waiters, value):
+    for waiter in waiters:
+        if not waiter.done():  # its caller may have been cancelled
+            waiter.set_result(value)
 
 
 def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False):
