@@ -355,7 +355,8 @@ class Handoff(object):
     awaited puts would be served) and reports each outcome through an outbox that wakes the sender's loop only when
     no flush is already due there. While the rules engine is the bottleneck (HOLD_DEPTH events still to put) outcomes
     are not even woken for: the sender's loop polls them every POLL_INTERVAL while it has events on their way, which
-    costs an answer at most POLL_INTERVAL and spares the engine's thread a system call per event.
+    costs an answer at most POLL_INTERVAL and spares the engine's thread a system call per event. The same poll
+    gives up on events the rulebook's loop did not start to put within timeout + 1 s (no timer per event).
     """
 
     def __init__(self, queue, loop, timeout, max_pending):
@@ -369,6 +370,7 @@ class Handoff(object):
         self._outbox = {}  # sender's loop -> [(ticket, outcome)] not yet handed to it
         self._due = set()  # sender's loops with a flush scheduled (woken)
         self._polling = set()  # sender's loops running _poll
+        self._watching = {}  # sender's loop -> its tickets in the order they were sent (for the timeout)
         self._pump_task = None
         self.pending = 0
         self.delivered = 0
@@ -409,24 +411,16 @@ class Handoff(object):
             self._inbox.append(ticket)
             wake, self._pumping = not self._pumping, True
         if wake:
-            try:
-                self.loop.call_soon_threadsafe(self._start_pump)
-            except RuntimeError:  # the rulebook's loop is closed: nothing can be handed over any more
-                with self._lock:
-                    self._pumping = False
-                    ticket.state = _ABANDONED
-                return False
+            loop.call_soon(self._wake_pump)  # after the other requests of this turn of the loop: one wake-up for all
+        self._watching.setdefault(loop, collections.deque()).append(ticket)
         if loop not in self._polling:
             self._polling.add(loop)
             loop.call_later(POLL_INTERVAL, self._poll, loop)
-        timer = loop.call_later(self.timeout + 1.0, self._expire, ticket)
         try:
             done = await ticket.future
         except asyncio.CancelledError:
             self._abandon(ticket)
             raise
-        finally:
-            timer.cancel()
         if done:
             self.delivered += 1
         return done
@@ -437,6 +431,19 @@ class Handoff(object):
             if ticket.state == _PENDING:
                 ticket.state = _ABANDONED  # the rulebook's loop never started the put: it never will
             return ticket.state == _ABANDONED
+
+    def _wake_pump(self):
+        try:
+            self.loop.call_soon_threadsafe(self._start_pump)
+        except RuntimeError:  # the rulebook's loop is closed: nothing can be handed over any more
+            with self._lock:
+                self._pumping = False
+                left = [ticket for ticket in self._inbox if ticket.state == _PENDING]
+                for ticket in left:
+                    ticket.state = _ABANDONED
+                self._inbox.clear()
+            for ticket in left:
+                self._report(ticket, False)
 
     def _expire(self, ticket):
         if self._abandon(ticket) and not ticket.future.done():
@@ -512,12 +519,20 @@ class Handoff(object):
                 ticket.future.set_result(outcome)
 
     def _poll(self, home):
-        """While events wait for their outcome: take the outcomes held back (at most POLL_INTERVAL old)."""
+        """While events wait for their outcome: take the outcomes held back (at most POLL_INTERVAL old), and give up
+        on those the rulebook's loop has not started to put within timeout + 1 s (it is blocked)."""
         self._flush(home)
+        watching = self._watching.get(home)
+        too_old = time.monotonic() - (self.timeout + 1.0)
+        while watching and (watching[0].future.done() or watching[0].started <= too_old):
+            ticket = watching.popleft()
+            if not ticket.future.done():
+                self._expire(ticket)
         if self.pending > 0:
             home.call_later(POLL_INTERVAL, self._poll, home)
         else:
             self._polling.discard(home)
+            self._watching.pop(home, None)
 
 
 class KeyedLocks(object):
