@@ -1,38 +1,47 @@
 """Webhook intake of the selfheal.devops.dynatrace source: answers AND events that reached the rules, side by side.
 
-Five servers on 127.0.0.1, measured one after the other in the same run with the same load (N distinct problem
-notifications from C concurrent keep-alive connections; the load generator runs in its own process):
+Five servers on 127.0.0.1 measured with the same load (N distinct problem notifications from C concurrent keep-alive
+connections, a 200-notification warm-up first; the load generator runs in its own process):
 
   ceiling      a bare aiohttp server that reads the body and answers 202 (nothing else; nothing is delivered)
   source       the source's main() given what ansible-rulebook really gives a source, an asyncio.Queue(1), drained by
                a consumer task that records every event it takes (state file off)
-  source_state the same with the state file on and 10,000 problems already known (sent through the source, and so
-               committed to its SQLite state, before the measured load)
+  source_state the same with the state file on and --known (10,000) problems already known: they are sent through the
+               source once (so committed to its SQLite state by the source itself), and every measurement starts the
+               source on a fresh copy of that database
   rulebook     the source inside a real ansible-rulebook activation (the collection installed from its tarball)
   eda_webhook  ansible.eda's `webhook` source inside ansible-rulebook, same rule, same load
+
+Every server is up before the first measurement; each round measures every row once, in an order rotated per round,
+so that rows compared with each other ran minutes apart at most (the machine is shared): the report gives medians over
+the rounds and ratios of rows paired within a round. The ceiling and source rows get a fresh process per measurement;
+the two activations stay up for the whole run.
 
 Both activations run one rule that matches every event:
 
     condition: event.meta is defined          # ansible-rulebook adds meta to every event of every source
-    action: print_event: {var_root: {problem.id: id, payload.PID: id}}
+    action: print_event: {}
 
-print_event with var_root prints only the problem id (our event's problem.id, or the notification's PID inside
-ansible.eda's `payload`) under a time-stamped banner. It is the cheapest action that still leaves a record per rule
-firing: `none` does nothing observable, `debug` with a templated msg builds a Jinja environment per firing, and
-audit messages need a websocket server playing the controller. The bench reads the activation's output and counts
-the distinct problem ids printed, with the banner's time as the moment the rule fired: "delivered" is what the rules
-engine fired on, not what the server answered. lost = answered 2xx - delivered (by id) and must be 0.
+print_event writes the event the rule fired on (one line, Python repr) under a time-stamped banner; the bench reads
+the activation's output as it grows and counts the distinct problem ids in those lines (our event's problem.id, or the
+notification's PID inside ansible.eda's `payload`), the banner's time being the moment the rule fired. So "delivered"
+is what the rules engine fired on, not what the server answered, and lost = answered 2xx - delivered (by id), which
+must be 0. print_event is the cheapest action that leaves a record per firing: `none` leaves nothing to count,
+`debug` with a templated msg builds a Jinja environment per firing, print_event with `var_root` walks the event with
+dpath (0.25-0.6 ms per event, more for the bigger event of ansible.eda's webhook: it would measure dpath), and audit
+messages need a websocket server playing the controller.
 
-A 503 is retried by the same connection after its Retry-After, capped at --retry-cap seconds (Dynatrace waits
-longer; the cap keeps the run short), and counted. Rows without a rules engine (ceiling) report no delivery.
+Also reported: p50/p99 of every answer's latency (503s included), 503 answers (each retried by the same connection
+after its Retry-After capped at --retry-cap seconds: Dynatrace waits longer, the cap keeps the run short), and the
+server's CPU per notification (user + system time of its process, all threads, the rules engine's JVM included).
 
-ansible.eda's webhook source is NOT part of this repository and must never be committed to it. The bench copies
-extensions/eda/plugins/event_source/webhook.py, at run time, into a throwaway collection `ansible.eda` built and
-installed in a temporary directory, from --eda-webhook PATH, or else from the local mirror of
-github.com/ansible/event-driven-ansible (`git show HEAD:<path>` in --eda-mirror). Without either the row is reported
-as not measured, with the reason.
+ansible.eda's webhook source is NOT part of this repository and must never be committed to it. At run time only, the
+bench copies extensions/eda/plugins/event_source/webhook.py into a throwaway collection `ansible.eda` built and
+installed in a temporary directory (removed at the end), from --eda-webhook PATH, or else from the local mirror of
+github.com/ansible/event-driven-ansible (`git show HEAD:<path>` in --eda-mirror, the git directory the session's
+`fetch` tool made). Without either, the row is reported as not measured, with the reason.
 
-    .venv/bin/python bench/bench_webhook_intake.py [--requests 20000] [--concurrency 16] [--known 10000]
+    .venv/bin/python bench/bench_webhook_intake.py [--requests 20000] [--concurrency 16] [--rounds 3] [--known 10000]
 
 Writes bench/results/webhook_intake.json and prints a table.
 """
@@ -62,11 +71,22 @@ PATH = "/dynatrace/problems"
 EDA_MIRROR = "/work/.mirror/ansible+event-driven-ansible/repo"
 EDA_WEBHOOK_PATH = "extensions/eda/plugins/event_source/webhook.py"
 PID_SUFFIX = "_1669823466223V2"
-PID_LINE = re.compile(r"^-\d{19}" + PID_SUFFIX + "$")
+PID_IN_LINE = re.compile(r"'(-\d{19}" + PID_SUFFIX + ")'")
 BANNER_TIME = re.compile(r"^\*\* (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[event\]")
 ROWS = ("ceiling", "source", "source_state", "rulebook", "eda_webhook")
-RULE = {"name": "every event", "condition": "event.meta is defined",
-        "action": {"print_event": {"var_root": {"problem.id": "id", "payload.PID": "id"}}}}
+RULE = {"name": "every event", "condition": "event.meta is defined", "action": {"print_event": {}}}
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds a process used so far (all its threads: the JVM of the rules engine too)."""
+    if not pid:
+        return None
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pid_of(number):
@@ -169,7 +189,7 @@ def serve_source(port, control, state_file):
 
 # --- load --------------------------------------------------------------------------------------------
 
-def generate(port, numbers, concurrency, retry_cap, max_seconds, warmup, result_queue):
+def generate(port, numbers, concurrency, retry_cap, max_seconds, warmup, result_queue, server_pid=None):
     """Send one notification per number, `concurrency` at a time over keep-alive connections; retry 503s."""
     import aiohttp
 
@@ -227,6 +247,7 @@ def generate(port, numbers, concurrency, retry_cap, max_seconds, warmup, result_
                 await send(session, json.dumps(notification(number)).encode())
             latencies.clear()
             statuses.clear()
+            started_cpu = cpu_seconds(server_pid)
             started_wall, started = time.time(), time.perf_counter()
             await asyncio.gather(*[worker(session) for dummy in range(concurrency)])
             elapsed = time.perf_counter() - started
@@ -240,16 +261,16 @@ def generate(port, numbers, concurrency, retry_cap, max_seconds, warmup, result_
             "max_ms": round(1000 * latencies[-1], 2) if latencies else None,
             "mean_ms": round(1000 * statistics.mean(latencies), 2) if latencies else None,
             "statuses": statuses, "retried_503": counts["retried_503"], "errors_retried": counts["errors"],
-            "given_up": counts["given_up"], "refused": len(refused), "accepted_ids": accepted,
+            "given_up": counts["given_up"], "refused": len(refused), "accepted_ids": accepted, "server_cpu_start": started_cpu,
         })
 
     asyncio.run(main())
 
 
-def load(port, numbers, args, warmup=()):
+def load(port, numbers, args, warmup=(), server_pid=None):
     results = multiprocessing.Queue()
     process = multiprocessing.Process(target=generate, args=(port, list(numbers), args.concurrency, args.retry_cap,
-                                                             args.row_timeout, list(warmup), results))
+                                                             args.row_timeout, list(warmup), results, server_pid))
     process.start()
     try:
         outcome = results.get(timeout=args.row_timeout + 120)
@@ -261,6 +282,14 @@ def load(port, numbers, args, warmup=()):
 
 
 # --- delivery accounting -------------------------------------------------------------------------------
+
+def server_cpu(row, pid):
+    """CPU ms the server process used per notification answered, from after the warm-up to now (all delivered)."""
+    start, end = row.pop("server_cpu_start", None), cpu_seconds(pid)
+    row["server_cpu_ms_per_notification"] = (round(1000.0 * (end - start) / row["answered"], 3)
+                                             if start is not None and end is not None and row["answered"] else None)
+    return row
+
 
 def account(row, delivered, measured_ids):
     """Add delivered figures to a load row: delivered = distinct measured problems the rules (or consumer) got."""
@@ -382,8 +411,9 @@ class SourceRow(object):
             server = ProcessServer(serve_source, None)
         server.start()
         try:
-            row = load(server.port, numbers, args, warmup)
+            row = load(server.port, numbers, args, warmup, server.process.pid)
             taken = server.taken(len(warmup) + row["answered"], 60) if self.name != "ceiling" else None
+            server_cpu(row, server.process.pid)
         finally:
             server.stop()
         if taken is None:
@@ -419,8 +449,10 @@ class OutputReader(object):
             stamp = BANNER_TIME.match(line)
             if stamp:
                 self.banner_time = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-            elif PID_LINE.match(line):
-                self.fired.append((self.banner_time, line))
+            else:
+                found = PID_IN_LINE.search(line)  # the printed event (one line): every PID in it is its problem's
+                if found:
+                    self.fired.append((self.banner_time, found.group(1)))
 
     def wait_for(self, count, timeout, process):
         """Read until `count` firings were seen, the activation exited or timeout passed (bounded polling)."""
@@ -456,8 +488,9 @@ class ActivationRow(object):
 
     def measure(self, args, numbers, warmup):
         self.reader.fired = []
-        row = load(self.port, numbers, args, warmup)
+        row = load(self.port, numbers, args, warmup, self.activation.process.pid)
         self.reader.wait_for(len(warmup) + row["answered"], 120, self.activation.process)
+        server_cpu(row, self.activation.process.pid)
         row = account(row, self.reader.fired, [pid_of(n) for n in numbers])
         if row["delivered"] < row["answered"]:
             row["output_tail"] = self.activation.output()[-3000:]
@@ -547,7 +580,7 @@ def median(values):
 
 def summarise(rounds):
     """Medians over the rounds of one row (503s and losses summed)."""
-    keys = ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms", "max_ms")
+    keys = ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms", "max_ms", "server_cpu_ms_per_notification")
     summary = {key: median([r.get(key) for r in rounds]) for key in keys}
     summary["retried_503"] = sum(r["retried_503"] for r in rounds)
     summary["lost"] = None if any(r.get("lost") is None for r in rounds) else sum(r["lost"] for r in rounds)
@@ -639,8 +672,8 @@ def main():
                 row["round"] = number + 1
                 row["load_average"] = [round(v, 2) for v in os.getloadavg()]
                 figures.setdefault(name, {"rounds": []})["rounds"].append(row)
-                print("   %s" % {k: row.get(k) for k in ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms",
-                                                         "retried_503", "lost", "failed")}, flush=True)
+                print("   %s" % {k: row.get(k) for k in ("answered_per_s", "delivered_per_s", "p50_ms", "p99_ms", "retried_503",
+                                                         "lost", "server_cpu_ms_per_notification", "failed")}, flush=True)
     finally:
         for row in rows.values():
             row.teardown()
@@ -654,6 +687,8 @@ def main():
     notes["ceiling_over_source"] = paired(figures, "ceiling", "source", "answered_per_s")
     notes["state_on_over_off"] = paired(figures, "source_state", "source", "delivered_per_s")
     notes["rulebook_over_eda_webhook"] = paired(figures, "rulebook", "eda_webhook", "delivered_per_s")
+    notes["cpu_rulebook_over_eda_webhook"] = paired(figures, "rulebook", "eda_webhook", "server_cpu_ms_per_notification")
+    notes["cpu_source_over_ceiling"] = paired(figures, "source", "ceiling", "server_cpu_ms_per_notification")
     report = {
         "benchmark": "webhook_intake",
         "command": "python bench/bench_webhook_intake.py " + " ".join(sys.argv[1:]),
@@ -666,7 +701,8 @@ def main():
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
     print("\nmedians of %d rounds (%d notifications each, %d connections)" % (args.rounds, args.requests, args.concurrency))
-    print("%-12s %10s %11s %8s %8s %6s %6s" % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost"))
+    print("%-12s %10s %11s %8s %8s %6s %6s %8s" % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost",
+                                                  "cpu ms/n"))
     for name in ROWS:
         row = figures.get(name)
         if row is None:
@@ -675,9 +711,10 @@ def main():
             print("%-12s not measured: %s" % (name, row.get("why", "every round failed")))
             continue
         m = row["median"]
-        print("%-12s %10s %11s %8s %8s %6s %6s" % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"],
-                                                  m["retried_503"], m["lost"]))
-    for key in ("ceiling_over_source", "state_on_over_off", "rulebook_over_eda_webhook"):
+        print("%-12s %10s %11s %8s %8s %6s %6s %8s" % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"],
+                                                      m["retried_503"], m["lost"], m["server_cpu_ms_per_notification"]))
+    for key in ("ceiling_over_source", "state_on_over_off", "rulebook_over_eda_webhook", "cpu_rulebook_over_eda_webhook",
+                "cpu_source_over_ceiling"):
         print("%s: median %s, per round %s" % (key, notes[key]["median"], notes[key]["per_round"]))
     print("load average %s -> %s" % (report["load_average_before"], report["load_average_after"]))
 
