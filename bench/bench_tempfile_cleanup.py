@@ -9,6 +9,7 @@ on fresh copies of the same tree, alternating in every round (the order rotates 
 and once each:
   playbook   the module through ansible-playbook (adds Ansible's start-up and module transfer), both modes
   stock      ansible.builtin.find + ansible.builtin.file (state=absent) loop, on STOCK_FILES files, extrapolated
+The rounds record wall time and CPU time (user + system, of this process or of find); medians of both are compared.
 then the peak memory (max RSS of a child process that imported AnsibleModule like the module does) over MEMORY_FILES
 files in streaming mode, in target mode when every candidate goes, and in target mode when half of the candidates are
 needed (the oldest-first sort).
@@ -48,10 +49,23 @@ def build_tree(root, files, per_dir=200):
             os.utime(path, (old, old))
 
 
+def cpu_seconds():
+    """CPU time (user + system) used so far by this process and its waited-for children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(function):
     started = time.perf_counter()
     result = function()
     return time.perf_counter() - started, result
+
+
+def timed_cpu(function):
+    """Wall seconds, CPU seconds and the result: on a shared, loaded machine the CPU time varies much less."""
+    started, cpu = time.perf_counter(), cpu_seconds()
+    result = function()
+    return time.perf_counter() - started, cpu_seconds() - cpu, result
 
 
 def module_params(root, **extra):
@@ -140,15 +154,18 @@ def main():
             "target": lambda tree: run_module_inprocess(tree, "target"),
         }
         rounds = {name: [] for name in variants}
+        cpu_rounds = {name: [] for name in variants}
         names = list(variants)
         for number in range(args.rounds):
             for name in names[number % 3:] + names[:number % 3]:  # rotate the order: no variant always runs first
                 tree = fresh("%s-%d" % (name, number))
-                seconds, deleted = timed(lambda: variants[name](tree))
+                seconds, cpu, deleted = timed_cpu(lambda: variants[name](tree))
                 assert deleted == expected and sum(len(n) for dummy, dummy2, n in os.walk(tree)) == args.files - expected, name
                 rounds[name].append(seconds)
+                cpu_rounds[name].append(cpu)
                 remove(tree)
         figures = {name: statistics.median(values) for name, values in rounds.items()}
+        cpu_figures = {name: statistics.median(values) for name, values in cpu_rounds.items()}
         load["after_rounds"] = os.getloadavg()
 
         for mode, extra in (("playbook_streaming", {}), ("playbook_target", {"target_free_bytes": "1000T"})):
@@ -186,12 +203,16 @@ def main():
               "rounds": {k: [round(v, 3) for v in values] for k, values in rounds.items()},
               "ratio_to_find": {k: round(v / figures["find"], 2) for k, v in figures.items()},
               "round_ratios": {k: [round(v / f, 2) for v, f in zip(values, rounds["find"])] for k, values in rounds.items()},
+              "cpu_seconds": {k: round(v, 3) for k, v in cpu_figures.items()},
+              "cpu_rounds": {k: [round(v, 3) for v in values] for k, values in cpu_rounds.items()},
+              "cpu_ratio_to_find": {k: round(v / cpu_figures["find"], 2) for k, v in cpu_figures.items()},
               "memory": memory, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "tempfile_cleanup-%s.json" % fstype), "w") as handle:
         json.dump(report, handle, indent=2)
     for name, seconds in figures.items():
-        print("%-20s %9.3f s  %6.2fx find" % (name, seconds, seconds / figures["find"]))
+        cpu = " (CPU %.3f s, %.2fx find)" % (cpu_figures[name], cpu_figures[name] / cpu_figures["find"]) if name in cpu_figures else ""
+        print("%-20s %9.3f s  %6.2fx find%s" % (name, seconds, seconds / figures["find"], cpu))
     print("filesystem: %s; rounds: %s" % (fstype, json.dumps(report["rounds"])))
     print("load average: %s" % json.dumps(report["load_average"]))
     for mode, values in memory.items():

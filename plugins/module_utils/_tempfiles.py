@@ -709,18 +709,23 @@ class Cleaner(object):
                         self.error(prefix, exc)
                     continue
                 names, first = record[NAMES].split("\0"), record[FIRST]
+                if isinstance(chosen, range):  # every candidate of the directory: no index arithmetic per file
+                    state[first:first + len(chosen)] = b"\x02" * len(chosen)
+                    work = zip(names, inodes[first:first + len(chosen)])
+                else:
+                    for index in chosen:
+                        state[index] = 2
+                    work = [(names[index - first], inodes[index]) for index in chosen]
                 sample, sample_room = self.sample, self.settings.sample_size - len(self.sample)
-                deleted = freed = 0
-                for index in chosen:
-                    state[index] = 2
-                    name = names[index - first]
+                deleted = freed = gone = 0
+                for name, inode in work:
                     try:
                         info = lstat(name, dir_fd=fd)  # the same rules again, right before the unlink
                     except OSError:
-                        record[LEFT] -= 1  # gone meanwhile
+                        gone += 1  # gone meanwhile
                         continue
                     mode = info.st_mode & ifmt
-                    if (info.st_ino != inodes[index] or (mode != ifreg and mode != iflnk) or stamp(info) > cutoff
+                    if (info.st_ino != inode or (mode != ifreg and mode != iflnk) or stamp(info) > cutoff
                             or info.st_size < min_size or (opened is not None and (info.st_dev, info.st_ino) in opened)):
                         self.kept["replaced"] += 1  # replaced, touched or opened since the walk: it stays
                         continue
@@ -728,16 +733,16 @@ class Cleaner(object):
                         unlink(name, dir_fd=fd)
                     except OSError as exc:
                         if exc.errno == errno.ENOENT:
-                            record[LEFT] -= 1
+                            gone += 1
                         else:
                             self.error(prefix + name, exc)
                         continue
-                    record[LEFT] -= 1
                     deleted += 1
                     freed += info.st_blocks * 512 if info.st_nlink == 1 else self.freed_by(info)
                     if sample_room > 0:
                         sample.append(printable(prefix + name))
                         sample_room -= 1
+                record[LEFT] -= deleted + gone
                 self.deleted += deleted
                 self.freed += freed
         finally:
