@@ -273,15 +273,21 @@ class ProblemStore(object):
                 prune_before = payload
         ok = True
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            meta, gone, rows = [], [], []  # each key once per batch: the three statements touch different rows
             for key, record in changes.items():
                 if isinstance(key, tuple):
-                    conn.execute("INSERT OR REPLACE INTO selfheal_meta VALUES (?, ?)", (key[1], json.dumps(record)))
+                    meta.append((key[1], json.dumps(record)))
                 elif record is None:
-                    conn.execute("DELETE FROM selfheal_problems WHERE id = ?", (key,))
+                    gone.append((key,))
                 else:
-                    conn.execute("INSERT OR REPLACE INTO selfheal_problems VALUES (?, ?, ?, ?, ?)",
-                                 (key, record["status"], record["fingerprint"], record.get("display_id"), record["seen"]))
+                    rows.append((key, record["status"], record["fingerprint"], record.get("display_id"), record["seen"]))
+            conn.execute("BEGIN IMMEDIATE")
+            if meta:
+                conn.executemany("INSERT OR REPLACE INTO selfheal_meta VALUES (?, ?)", meta)
+            if gone:
+                conn.executemany("DELETE FROM selfheal_problems WHERE id = ?", gone)
+            if rows:
+                conn.executemany("INSERT OR REPLACE INTO selfheal_problems VALUES (?, ?, ?, ?, ?)", rows)
             if prune_before is not None:
                 conn.execute("DELETE FROM selfheal_problems WHERE status = 'CLOSED' AND seen < ?", (prune_before,))
             conn.execute("COMMIT")
