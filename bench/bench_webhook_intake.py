@@ -12,9 +12,10 @@ connections, a 200-notification warm-up first; the load generator runs in its ow
   rulebook     the source inside a real ansible-rulebook activation (the collection installed from its tarball)
   eda_webhook  ansible.eda's `webhook` source inside ansible-rulebook, same rule, same load
 
-Every server is up before the first measurement; each round measures every row once, in an order rotated per round,
-so that rows compared with each other ran minutes apart at most (the machine is shared): the report gives medians over
-the rounds and ratios of rows paired within a round. The ceiling and source rows get a fresh process per measurement;
+Every server is up before the first measurement; each round measures every row once, forward then backward in turns
+(ABBA), so that the rows compared with each other run next to each other, each first as often as second (the machine
+is shared and its load changes by the minute): the report gives medians over the rounds and medians of the ratios of
+rows paired within a round. The ceiling and source rows get a fresh process per measurement;
 the two activations stay up for the whole run.
 
 Both activations run one rule that matches every event:
@@ -41,7 +42,7 @@ installed in a temporary directory (removed at the end), from --eda-webhook PATH
 github.com/ansible/event-driven-ansible (`git show HEAD:<path>` in --eda-mirror, the git directory the session's
 `fetch` tool made). Without either, the row is reported as not measured, with the reason.
 
-    .venv/bin/python bench/bench_webhook_intake.py [--requests 20000] [--concurrency 16] [--rounds 3] [--known 10000]
+    .venv/bin/python bench/bench_webhook_intake.py [--requests 20000] [--concurrency 16] [--rounds 5] [--known 10000]
 
 Writes bench/results/webhook_intake.json and prints a table.
 """
@@ -603,7 +604,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000, help="distinct notifications per row and round")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent keep-alive connections")
-    parser.add_argument("--rounds", type=int, default=3, help="every row is measured once per round, in rotating order")
+    parser.add_argument("--rounds", type=int, default=5, help="every row is measured once per round, in ABBA order")
     parser.add_argument("--known", type=int, default=10000, help="problems already known in the state-file row")
     parser.add_argument("--warmup", type=int, default=200, help="notifications sent one by one before each measurement")
     parser.add_argument("--retry-cap", type=float, default=0.1, help="longest wait honoured from a 503's Retry-After (s)")
@@ -660,8 +661,9 @@ def main():
 
         order = [name for name in ROWS if name in rows]
         for number in range(args.rounds):
-            shift = number % max(1, len(order))
-            for name in order[shift:] + order[:shift]:
+            # ABBA: forward, then backward, ... so that the rows compared with each other (ceiling and source, source
+            # and source_state, rulebook and eda_webhook) always run next to each other, each first as often as second.
+            for name in (order if number % 2 == 0 else order[::-1]):
                 index = ROWS.index(name)
                 first = (number * 10 + index + 1) * 10 ** 8
                 print(">> round %d: %s" % (number + 1, name), flush=True)
