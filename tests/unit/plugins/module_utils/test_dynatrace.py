@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.selfheal.devops.plugins.module_utils import dynatrace
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, UnexpectedResponse
-from ansible_collections.selfheal.devops.plugins.modules import dynatrace_problem
+from ansible_collections.selfheal.devops.plugins.module_utils import _dynatrace_task as dynatrace_problem
 
 
 class Answer(object):

@@ -94,7 +94,7 @@ def test_webhook_resolved_is_closed_and_v2_details_enrich_it():
 @pytest.mark.parametrize("change, message", [
     ({"PID": None}, "PID"), ({"PID": ""}, "PID"), ({"PID": True}, "PID"), ({"State": "open"}, "State"),
     ({"State": None}, "State"), ({"ImpactedEntities": "MyHost1"}, "ImpactedEntities"),
-    ({"ImpactedEntities": ["MyHost1"]}, "entity must be an object"), ({"ImpactedEntities": [{"type": "HOST"}]}, "needs an id"),
+    ({"ImpactedEntities": ["MyHost1"]}, "an entity of ImpactedEntities must be an object"), ({"ImpactedEntities": [{"type": "HOST"}]}, "needs an id"),
     ({"ProblemDetailsJSONv2": "{ProblemDetailsJSONv2}"}, "without quotes"), ({"ProblemTitle": ["x"]}, "ProblemTitle"),
 ])
 def test_bad_notifications_say_what_is_wrong(change, message):

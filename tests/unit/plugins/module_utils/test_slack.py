@@ -91,7 +91,7 @@ def test_transcript_puts_thread_replies_after_their_parent():
 # --- slack_channel: inputs checked before writing, honest failures, transcript folders ---------------------------
 
 def test_resolve_users_refuses_an_unknown_or_deactivated_address_and_empty_entries():
-    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+    from ansible_collections.selfheal.devops.plugins.module_utils import _slack_task as slack_channel
 
     client = Client([{"ok": True, "user": {"id": "U1", "deleted": False}}, {"ok": True, "user": {"id": "U1"}}])
     ids, looked_up = slack_channel.resolve_users(slack.SlackService(client), ["a@x.test", "U2", "A@x.test", "U2"])
@@ -104,7 +104,7 @@ def test_resolve_users_refuses_an_unknown_or_deactivated_address_and_empty_entri
 
 
 def test_check_ids_names_every_unknown_and_deactivated_user():
-    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+    from ansible_collections.selfheal.devops.plugins.module_utils import _slack_task as slack_channel
 
     client = Client([{"ok": True, "user": {"id": "U1"}}, {"ok": False, "error": "user_not_found"},
                      {"ok": True, "user": {"id": "U3", "deleted": True}}, {"ok": False, "error": "user_not_found"}])
@@ -117,7 +117,7 @@ def test_check_ids_names_every_unknown_and_deactivated_user():
 
 
 def test_failure_reports_changed_only_after_a_write():
-    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+    from ansible_collections.selfheal.devops.plugins.module_utils import _slack_task as slack_channel
 
     result = slack_channel.new_result()
     quiet = slack_channel.failure(InvalidInput("bad"), result)
@@ -129,7 +129,7 @@ def test_failure_reports_changed_only_after_a_write():
 
 
 def test_missing_folders_are_created_owner_only(tmp_path):
-    from ansible_collections.selfheal.devops.plugins.modules import slack_channel
+    from ansible_collections.selfheal.devops.plugins.module_utils import _slack_task as slack_channel
 
     path = tmp_path / "x" / "y" / "t.md"
     assert slack_channel.missing_folders(str(path)) == [str(tmp_path / "x"), str(tmp_path / "x" / "y")]

@@ -8,7 +8,8 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.selfheal.devops.plugins.module_utils import jira
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, UnexpectedResponse
-from ansible_collections.selfheal.devops.plugins.modules import jira_incident
+from ansible_collections.selfheal.devops.plugins.module_utils import _jira_task as jira_incident
+from ansible_collections.selfheal.devops.plugins.modules import jira_incident as jira_incident_module
 
 TOKEN = "unit-test-jira-token-0001"
 
@@ -16,7 +17,7 @@ TOKEN = "unit-test-jira-token-0001"
 def run_main(capsys, args):
     with patch_module_args(args):
         with pytest.raises(SystemExit) as exited:
-            jira_incident.main()
+            jira_incident_module.main()
     return exited.value.code, json.loads(capsys.readouterr().out)
 
 

@@ -6,7 +6,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, UnexpectedResponse
-from ansible_collections.selfheal.devops.plugins.modules import oncall_notify
+from ansible_collections.selfheal.devops.plugins.module_utils import _oncall_task as oncall_notify
+from ansible_collections.selfheal.devops.plugins.modules import oncall_notify as oncall_notify_module
 
 ROUTING_KEY = "R0UT1NGK3Y5ANDB0X000000000000001"
 
@@ -14,7 +15,7 @@ ROUTING_KEY = "R0UT1NGK3Y5ANDB0X000000000000001"
 def run_main(capsys, args):
     with patch_module_args(args):
         with pytest.raises(SystemExit) as exited:
-            oncall_notify.main()
+            oncall_notify_module.main()
     out = json.loads(capsys.readouterr().out)
     return exited.value.code, out
 
