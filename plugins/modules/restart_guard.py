@@ -97,43 +97,10 @@ warning:
   type: str
 """
 
-import fcntl
-import json
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
-
-
-def read_attempts(path):
-    """(attempts, warning): the recorded times, or [] and why when the file is missing, unreadable or corrupt."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except (IOError, OSError) as error:
-        return [], (None if getattr(error, "errno", None) == 2 else "record %s unreadable: %s" % (path, error))
-    except ValueError as error:
-        return [], "record %s is not JSON (%s); starting afresh" % (path, error)
-    attempts = data.get("attempts") if isinstance(data, dict) else None
-    if not isinstance(attempts, list):
-        return [], "record %s has no attempts list; starting afresh" % path
-    return [float(value) for value in attempts if isinstance(value, (int, float))], None
-
-
-def write_attempts(path, name, attempts):
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o750)
-    write_atomically(path, json.dumps({"name": name, "attempts": attempts}) + "\n")
-
-
-def decide(attempts, now, window, max_attempts):
-    """The restarts within the window, and whether one more is allowed."""
-    recent = sorted(value for value in attempts if now - window < value <= now)
-    return recent, len(recent) < max_attempts
+from ansible_collections.selfheal.devops.plugins.module_utils._process import guard
 
 
 def main():
@@ -150,34 +117,11 @@ def main():
     params = module.params
     if params["max_attempts"] < 1 or params["window"] <= 0:
         module.fail_json(msg="max_attempts must be at least 1 and window positive")
-    directory = os.path.dirname(params["path"]) or "."
-    writing = params["record"] and not module.check_mode
     try:
-        if writing and not os.path.isdir(directory):
-            os.makedirs(directory, 0o750)
-        # Two remediations of one host at once: read, decide and write under one lock, so no attempt is lost.
-        lock = os.open(directory, os.O_RDONLY) if os.path.isdir(directory) else None
+        result = guard(params["path"], params["name"], params["max_attempts"], params["window"], params["record"],
+                       module.check_mode)
     except (IOError, OSError) as error:
-        module.fail_json(msg="cannot use the record directory %s: %s" % (directory, to_text(error)))
-    try:
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        now = time.time()
-        attempts, warning = read_attempts(params["path"])
-        recent, allowed = decide(attempts, now, params["window"], params["max_attempts"])
-        result = {"allowed": allowed, "crash_loop": not allowed, "recent": recent, "recorded_at": None}
-        if warning:
-            result["warning"] = warning
-        if allowed and params["record"]:
-            if writing:
-                try:
-                    write_attempts(params["path"], params["name"], recent + [now])
-                except (IOError, OSError) as error:
-                    module.fail_json(msg="cannot record the restart in %s: %s" % (params["path"], to_text(error)), **result)
-            result["recorded_at"] = now
-    finally:
-        if lock is not None:
-            os.close(lock)
+        module.fail_json(msg="cannot record the restart in %s: %s" % (params["path"], to_text(error)))
     module.exit_json(changed=result["recorded_at"] is not None, **result)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.selfheal.devops.plugins.modules import process_status as ps
+from ansible_collections.selfheal.devops.plugins.module_utils import _process as ps
 
 BASE = {"name": "web", "manager": "supervisor", "supervisorctl": ["supervisorctl"], "pidfile": None,
         "process_match": None, "health_url": None, "health_status": [200], "health_body": "", "health_host": "127.0.0.1",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.selfheal.devops.plugins.modules import restart_guard as rg
+from ansible_collections.selfheal.devops.plugins.module_utils import _process as rg
 
 
 @pytest.mark.parametrize("attempts, allowed, recent", [
