@@ -216,9 +216,9 @@ def test_record_appends_the_fix_to_the_timeline_without_calling_any_api(sandbox,
     assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
 
 
-def test_approve_without_xmatters_approves_nothing_and_says_why(sandbox, sandbox_env, playbook, incident):
+def test_approve_without_anyone_to_answer_approves_nothing_and_says_why(sandbox, sandbox_env, playbook, incident):
     problem, settings = incident
-    settings.update(incident_oncall_provider="", incident_slack_enabled=False)
+    settings.update(incident_oncall_provider="", incident_slack_enabled=False, incident_decision_dir="")
     run = playbook([role("open"), role("approve"), show("approval", "incident_approval"), show("errors", "incident_errors")],
                    extra_vars=settings, env=sandbox_env)
     assert run.rc == 0, run.stdout[-3000:]
@@ -227,3 +227,40 @@ def test_approve_without_xmatters_approves_nothing_and_says_why(sandbox, sandbox
     [error] = run["errors"]["incident_errors"]
     assert error["step"] == "approval" and "set incident_oncall_provider to xmatters" in error["error"]
     assert sandbox.state()["xmatters"]["events"] == []
+
+
+def test_the_first_answer_wins_whoever_gives_it(sandbox, sandbox_env, playbook, incident, tmp_path):
+    """A decision an event source wrote (a Slack button here) counts at once; the xMatters answer after it is too late."""
+    import json
+    import threading
+    import time
+
+    problem, settings = incident
+    decisions = tmp_path / "decisions"
+    settings.update(incident_decision_dir=str(decisions), incident_approval_timeout=60, incident_approval_poll_interval=0.5,
+                    incident_oncall_response_options=[{"text": "Restart"}, {"text": "Ignore"}],
+                    incident_approve_response="Restart")
+    key = settings["incident_key"]
+
+    def click_then_answer():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sandbox.state()["xmatters"]["events"]:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        decisions.mkdir(exist_ok=True)
+        with open(str(decisions / (key + ".decision.json")), "x") as handle:  # what slack_actions writes
+            json.dump({"source": "slack", "action": "approve", "responder": "U0ONCALL02", "time": time.time()}, handle)
+        event = sandbox.state()["xmatters"]["events"][0]
+        sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": event["id"], "response": "Ignore",
+                                                            "recipient": "oncall.primary"})
+
+    answering = threading.Thread(target=click_then_answer)
+    answering.start()
+    run = playbook([role("open"), role("approve"), show("approval", "incident_approval")], extra_vars=settings, env=sandbox_env)
+    answering.join(60)
+    assert run.rc == 0, run.stdout[-3000:]
+    approval = run["approval"]["incident_approval"]
+    assert (approval["approved"], approval["source"], approval["responder"]) == (True, "slack", "U0ONCALL02")
+    [ticket] = tickets(sandbox, key)
+    assert any("Approved by U0ONCALL02" in json.dumps(c["body"]) for c in ticket["comments"])
+    assert [p.name for p in decisions.iterdir() if p.name.endswith(".decision.json")] == []  # used up, kept under another name

@@ -122,6 +122,13 @@ options:
     description: Seconds the body of a request may take to arrive (then 408).
     type: float
     default: 30
+  decision_dir:
+    description:
+      - Write the first xMatters response to each incident into this folder (C(<incident_key>.decision.json), created
+        with O_EXCL so the first answer wins), where a playbook waiting in approve mode (the C(selfheal.devops.incident)
+        role's C(incident_decision_dir)) sees it at once. Later responses find it; the event then carries
+        C(oncall.decided=false) and the answer that counts in C(oncall.decision).
+    type: path
   incident_key_property:
     description: xMatters event property holding the incident key (as sent by M(selfheal.devops.oncall_notify)).
     type: str
@@ -164,6 +171,7 @@ def _collection_import(name):
 
 
 webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
+decisions = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._decisions")
 
 
 def _property(properties, name):
@@ -233,7 +241,7 @@ def parse(payload, key_property):
     return parse_xmatters(payload, key_property)
 
 
-def callback_handler(key_property, seen, locks):
+def callback_handler(key_property, seen, locks, decision_dir=None):
     """Deliveries of the same response are decided one after the other; one is remembered only once handed over."""
 
     async def handle(payload, deliver):
@@ -242,15 +250,31 @@ def callback_handler(key_property, seen, locks):
         except ValueError as exc:
             return 400, {"status": "rejected", "error": str(exc)}
         identity = (oncall["provider"], oncall["event_id"], oncall["response"])
-        return await locks(identity, lambda: _deliver_once(oncall, identity, seen, deliver))
+        return await locks(identity, lambda: _deliver_once(oncall, identity, seen, deliver, decision_dir))
 
     return handle
 
 
-async def _deliver_once(oncall, identity, seen, deliver):
+def record_decision(decision_dir, oncall):
+    """The first xMatters answer to an incident wins: write it down (see _decisions) and say whether this one did."""
+    if not decision_dir or oncall["provider"] != "xmatters" or not oncall.get("incident_key"):
+        return
+    try:
+        decision, ours = decisions.write(decision_dir, str(oncall["incident_key"]), {
+            "source": "xmatters", "response": oncall["response"], "responder": oncall.get("responder"),
+            "event_id": oncall["event_id"]})
+    except (OSError, ValueError) as exc:
+        LOGGER.warning("decision for %s not written to %s: %s", oncall["incident_key"], decision_dir, exc)
+        return
+    oncall["decided"] = ours
+    oncall["decision"] = decision
+
+
+async def _deliver_once(oncall, identity, seen, deliver, decision_dir=None):
     if identity in seen:
         return 202, {"status": "duplicate"}
     oncall["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    record_decision(decision_dir, oncall)
     if not await deliver({"oncall": oncall}):
         return 503, {"status": "retry", "error": "the rulebook did not take the event in time; deliver it again"}
     seen[identity] = True
@@ -263,7 +287,7 @@ async def _deliver_once(oncall, identity, seen, deliver):
 async def main(queue, args):
     config = webhook.WebhookConfig(args, default_path="/oncall/callback", default_max_body=262144)
     key_property = str(args.get("incident_key_property", "selfheal_incident_key"))
-    await webhook.serve(config, queue, callback_handler(key_property, {}, webhook.KeyedLocks()))
+    await webhook.serve(config, queue, callback_handler(key_property, {}, webhook.KeyedLocks(), args.get("decision_dir")))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,13 @@ options:
     description: Seconds a user's e-mail address and the user groups' members are cached.
     type: int
     default: 300
+  decision_dir:
+    description:
+      - Write the first Approve or Ignore to each incident into this folder (C(<incident_key>.decision.json), created
+        with O_EXCL so the first answer wins, whether from Slack or from xMatters through the on-call source), where a
+        playbook waiting in approve mode (the C(selfheal.devops.incident) role's C(incident_decision_dir)) sees it at
+        once. A later answer is told who decided, and its event carries C(slack.decided=false).
+    type: path
   response_url_prefix:
     description:
       - The source answers a refused button click with an ephemeral message posted to the click's C(response_url),
@@ -232,12 +239,13 @@ def _collection_import(name):
 
 
 webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
+decisions = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._decisions")
 
 ARGUMENTS = ("host", "port", "path", "signing_secret", "replay_window", "certfile", "keyfile", "cafile",
              "max_body_bytes", "max_pending", "handoff_timeout", "retry_after", "max_connections", "idle_timeout",
              "body_timeout", "command", "actions", "action_prefix", "channel_prefix", "incident_key_pattern",
              "allowed_users", "open_actions", "url", "api_token", "validate_certs", "ca_path", "lookup_timeout",
-             "directory_ttl", "response_url_prefix")
+             "directory_ttl", "response_url_prefix", "decision_dir")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 GROUP_ID = re.compile(r"^S[A-Z0-9]{2,30}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -285,6 +293,7 @@ class SlackConfig(object):
             raise webhook.ConfigError("incident_key_pattern is not a regular expression: %s" % exc)
         self.allowed = parse_allowed_users(args.get("allowed_users") or {}, self.actions)
         self.response_url_prefix = str(args.get("response_url_prefix", "https://hooks.slack.com/"))
+        self.decision_dir = args.get("decision_dir") or None
         self.url = str(args.get("url") or os.environ.get("SLACK_API_URL") or "https://slack.com/api").rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise webhook.ConfigError("url must start with https:// (or http://), got %r" % self.url)
@@ -700,6 +709,10 @@ class Intake(object):
             return 200, "Already received: %s for %s." % (ask.action, ask.incident_key)
         allowed, reason, email = await self.authorizer.check(ask)
         event = make_event(ask, allowed, reason, email, retry_num)
+        late = self.decide(ask, event) if allowed else None
+        if late is not None:
+            if ask.via == "button" and self.notifier is not None:
+                self.notifier.tell(ask.response_url, late)
         if not await deliver(event):
             return 503, "the rulebook did not take the event in time; click or type again"
         self.emitted += 1
@@ -707,6 +720,8 @@ class Intake(object):
         if len(self.seen) > 100000:  # bounded memory: forget the oldest half (dicts keep insertion order)
             for old in list(self.seen)[:50000]:
                 del self.seen[old]
+        if late is not None:
+            return 200, late
         if allowed:
             return 200, "Received: %s for %s." % (ask.action, ask.incident_key)
         LOGGER.warning("refused: %s asked to %s %s from Slack: %s", ask.user_id, ask.action, ask.incident_key, reason)
@@ -715,6 +730,23 @@ class Intake(object):
         if ask.via == "button" and self.notifier is not None:
             self.notifier.tell(ask.response_url, text)
         return 200, text
+
+    def decide(self, ask, event):
+        """Approve and Ignore are answers to the incident: the first one (from Slack or xMatters) wins. Returns the
+        text for a late one, else None."""
+        if not self.config.decision_dir or ask.action not in ("approve", "ignore") or not ask.incident_key:
+            return None
+        try:
+            decision, ours = decisions.write(self.config.decision_dir, ask.incident_key, {
+                "source": "slack", "action": ask.action, "responder": ask.user_email or ask.user_id})
+        except (OSError, ValueError) as exc:
+            LOGGER.warning("decision for %s not written to %s: %s", ask.incident_key, self.config.decision_dir, exc)
+            return None
+        event["slack"]["decided"] = ours
+        event["slack"]["decision"] = decision
+        if ours:
+            return None
+        return "Already decided for %s: %s. Your %s changes nothing." % (ask.incident_key, decisions.describe(decision), ask.action)
 
 
 class Notifier(object):

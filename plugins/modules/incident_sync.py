@@ -1,0 +1,465 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: selfheal.devops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: incident_sync
+short_description: Open, update, approve, resolve or escalate an incident in every system of record at once
+version_added: 0.1.0
+description:
+  - One module run per phase of an incident, for the C(selfheal.devops.incident) role. The systems - the Dynatrace
+    problem (comment, close), the on-call page (xMatters or PagerDuty), the Jira ticket and the Slack channel - are
+    written B(concurrently), each by the very logic of its own module (M(selfheal.devops.dynatrace_problem),
+    M(selfheal.devops.oncall_notify), M(selfheal.devops.jira_incident), M(selfheal.devops.slack_channel)), with the
+    same checks, idempotence on the incident key, retries and errors. A step that needs another's result runs in a later
+    stage (the channel's opening message names the ticket and invites the people paged; the ticket's resolution
+    carries the channel's transcript).
+  - "Phases: V(open) - comment that remediation started, page, ticket, then the channel with the responders (and, with
+    O(slack.buttons), Approve / Ignore / Run fix again / Escalate buttons for the C(selfheal.devops.slack_actions)
+    source). V(approve) - wait for the first answer (a decision written by an event source into O(decision_dir), or
+    the xMatters page's first response) and tell the ticket and the channel who decided. V(update) - progress
+    everywhere. V(resolve) - outcome comment and close, page resolved, outcome in the channel, transcript exported,
+    the ticket opened if it still is not (catch-up), then resolved with the timeline and the transcript attached, and
+    the channel archived. V(escalate) - comment, escalation page, ticket comment, channel message. V(record) - only
+    append O(fix_records) to the timeline."
+  - Every step is appended to the incident's timeline (C(<timeline_dir>/<incident_key>.json)) with its real start,
+    end and result, in one locked, atomic write per stage. A failing system never fails the module - its error is in
+    RV(errors) and the timeline - and a system still answering when O(budget) is spent is recorded as failed and
+    left behind; every write being idempotent on the incident key (and a write whose answer was lost being looked up
+    before it is sent again), the next phase catches it up exactly once.
+  - An incident already resolved is not opened again (nothing is written).
+  - The phases of one incident run one after the other (a lock file beside its timeline), so a V(resolve) started while
+    an V(open) runs in the background waits for it (at most O(budget) seconds); the two never race to create the
+    same ticket or channel.
+extends_documentation_fragment:
+  - selfheal.devops.attributes
+attributes:
+  check_mode:
+    support: partial
+    details: Each system predicts as its module does; nothing is written, and V(approve) does not wait.
+  diff_mode:
+    support: none
+options:
+  phase:
+    description: What to do (see the description).
+    type: str
+    required: true
+    choices: [open, update, approve, resolve, escalate, record]
+  incident_key:
+    description: The incident key every record is idempotent on (for example V(dt-P-1234)).
+    type: str
+    required: true
+  problem:
+    description: The normalised Dynatrace problem (C(event.problem) of the C(selfheal.devops.dynatrace) source).
+    type: dict
+    default: {}
+  text:
+    description: The outcome (resolve), the progress (update) or the reason (escalate).
+    type: str
+    default: ""
+  run_url:
+    description: A link to this run (an AWX job), written into the records.
+    type: str
+    default: ""
+  fix_records:
+    description:
+      - Records of the fix to append to the timeline before this phase's own (resolve and record), each a dict with
+        C(step), C(host), C(result) (V(ok), V(changed), V(failed)), C(detail), C(started) and C(ended) (epoch seconds).
+    type: list
+    elements: dict
+    default: []
+  timeline_dir:
+    description: Where the timeline (and the Slack transcript) of each incident is kept on the controller.
+    type: path
+    default: /var/tmp/selfheal/incidents
+  decision_dir:
+    description:
+      - Where the event sources (C(selfheal.devops.oncall_callback), C(selfheal.devops.slack_actions), option
+        C(decision_dir)) write the first answer to an incident; V(approve) reacts to it at once. Without it, only the
+        xMatters page's responses are read (every O(oncall.approval_poll_interval) seconds).
+    type: path
+  budget:
+    description: Seconds the phase may take in all (V(approve) waits up to O(oncall.approval_timeout) on top).
+    type: float
+    default: 60
+  request_timeout:
+    description: Seconds one API request may take.
+    type: float
+    default: 10
+  max_retries:
+    description: Retries of each request on 429, 503 and connection failures (Retry-After honoured).
+    type: int
+    default: 4
+  max_retry_wait:
+    description: Seconds the retries of one request may wait in total.
+    type: float
+    default: 30
+  dynatrace:
+    description: The Dynatrace problem's part.
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: Comment on the problem (needs O(problem) with its C(id)).
+        type: bool
+        default: true
+      close:
+        description: Close the problem on resolve.
+        type: bool
+        default: true
+  oncall:
+    description: The on-call page's part.
+    type: dict
+    default: {}
+    suboptions:
+      provider:
+        description: V(xmatters), V(pagerduty), or empty for no page.
+        type: str
+        default: ""
+        choices: ["", xmatters, pagerduty]
+      groups:
+        description: Groups to page (xMatters).
+        type: list
+        elements: str
+        default: []
+      escalation_groups:
+        description: Groups paged on escalate (default O(oncall.groups)).
+        type: list
+        elements: str
+        default: []
+      priority:
+        description: xMatters priority.
+        type: str
+        default: high
+        choices: [low, medium, high]
+      severity:
+        description: PagerDuty severity.
+        type: str
+        default: critical
+        choices: [critical, error, warning, info]
+      response_options:
+        description: xMatters response options (C(text), C(description), C(action)).
+        type: list
+        elements: dict
+        default: []
+      approve:
+        description:
+          - This incident waits for approval; the page is refused before sending when O(oncall.approve_response) is not
+            among O(oncall.response_options).
+        type: bool
+        default: false
+      approve_response:
+        description: The response that approves the fix.
+        type: str
+        default: Approve
+      approval_timeout:
+        description: Seconds V(approve) waits for an answer; no answer is not an approval.
+        type: float
+        default: 300
+      approval_poll_interval:
+        description: Seconds between reads of the xMatters page's responses while waiting.
+        type: float
+        default: 2
+  jira:
+    description: The Jira ticket's part (no ticket when O(jira.project) is empty).
+    type: dict
+    default: {}
+    suboptions:
+      project:
+        description: Project key.
+        type: str
+        default: ""
+      issue_type:
+        description: Issue type of the ticket.
+        type: str
+        default: Incident
+      priority:
+        description: Priority name.
+        type: str
+        default: ""
+      labels:
+        description: Labels besides the incident key.
+        type: list
+        elements: str
+        default: [selfheal]
+      components:
+        description: Component names.
+        type: list
+        elements: str
+        default: []
+      resolved_status:
+        description: Status on resolve (empty for a status of the done category).
+        type: str
+        default: ""
+      resolution:
+        description: Resolution set with it.
+        type: str
+        default: ""
+      service_desk_id:
+        description: Jira Service Management desk (a customer request instead of an issue).
+        type: str
+        default: ""
+      request_type_id:
+        description: Its request type.
+        type: str
+        default: ""
+  slack:
+    description: The Slack channel's part.
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: One channel per incident.
+        type: bool
+        default: false
+      channel_prefix:
+        description: Channel name prefix (the name is the prefix and the incident key).
+        type: str
+        default: inc-
+      private:
+        description: A private channel.
+        type: bool
+        default: false
+      users:
+        description: Slack ids or e-mails invited.
+        type: list
+        elements: str
+        default: []
+      oncall_email_domain:
+        description: Invite the paged xMatters people as C(<target name>@<this domain>).
+        type: str
+        default: ""
+      buttons:
+        description: Put Approve / Ignore / Run fix again / Escalate buttons on the opening message.
+        type: bool
+        default: false
+  connections:
+    description:
+      - Connection options per system, as the system's module takes them (C(url), C(api_token), C(user), C(token),
+        C(xmatters_url), ...); what is not given falls back to the same environment variables as the modules
+        (E(DYNATRACE_URL), E(JIRA_TOKEN), E(SLACK_TOKEN), E(XMATTERS_PASSWORD), ...).
+    type: dict
+    default: {}
+    suboptions:
+      dynatrace:
+        description: Options of M(selfheal.devops.dynatrace_problem)'s connection.
+        type: dict
+        default: {}
+      oncall:
+        description: Options of M(selfheal.devops.oncall_notify)'s connection.
+        type: dict
+        default: {}
+      jira:
+        description: Options of M(selfheal.devops.jira_incident)'s connection.
+        type: dict
+        default: {}
+      slack:
+        description: Options of M(selfheal.devops.slack_channel)'s connection.
+        type: dict
+        default: {}
+author:
+  - selfheal.devops contributors (@selfheal-devops)
+seealso:
+  - module: selfheal.devops.incident_timeline
+    description: Read an incident's timeline.
+"""
+
+EXAMPLES = r"""
+- name: Open the incident everywhere, in the background while the fix runs
+  selfheal.devops.incident_sync:
+    phase: open
+    incident_key: "{{ ansible_eda.event.incident_key }}"
+    problem: "{{ ansible_eda.event.problem }}"
+    oncall: {provider: xmatters, groups: [Ops Primary]}
+    jira: {project: OPS}
+    slack: {enabled: true, oncall_email_domain: example.com}
+  async: 120
+  poll: 0
+  register: opening
+
+- name: Resolve everywhere
+  selfheal.devops.incident_sync:
+    phase: resolve
+    incident_key: "{{ ansible_eda.event.incident_key }}"
+    problem: "{{ ansible_eda.event.problem }}"
+    text: web restarted on web-01, healthy.
+    jira: {project: OPS, resolution: Fixed}
+    slack: {enabled: true}
+"""
+
+RETURN = r"""
+records:
+  description: The timeline records this run appended.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"step": "open ticket", "system": "jira", "result": "changed", "duration": 0.41, "detail": "OPS-24 Open"}]
+timeline:
+  description: The whole timeline after this run.
+  returned: always
+  type: list
+  elements: dict
+errors:
+  description: The steps that failed or missed the budget, with the reason (secrets redacted).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"step": "open ticket", "system": "jira", "error": "Jira POST ... answered HTTP 503"}]
+ticket:
+  description: The Jira ticket (key, url, status) when a step learnt it.
+  returned: when known
+  type: dict
+channel:
+  description: The Slack channel when a step learnt it.
+  returned: when known
+  type: dict
+approval:
+  description: The answer (approved, response, responder, source) of V(approve).
+  returned: phase=approve
+  type: dict
+  sample: {"approved": true, "response": "Restart", "responder": "oncall.primary", "source": "xmatters"}
+already_resolved:
+  description: The incident was resolved before; nothing was written.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.selfheal.devops.plugins.module_utils import _incident, _options
+
+
+def argument_spec():
+    any_dict = dict(type="dict", default={})
+    return dict(
+        phase=dict(type="str", required=True, choices=list(_incident.PHASES)),
+        incident_key=dict(type="str", required=True, no_log=False),
+        problem=dict(type="dict", default={}),
+        text=dict(type="str", default=""),
+        run_url=dict(type="str", default=""),
+        fix_records=dict(type="list", elements="dict", default=[]),
+        timeline_dir=dict(type="path", default="/var/tmp/selfheal/incidents"),
+        decision_dir=dict(type="path"),
+        budget=dict(type="float", default=60.0),
+        request_timeout=dict(type="float", default=10.0),
+        max_retries=dict(type="int", default=4),
+        max_retry_wait=dict(type="float", default=30.0),
+        dynatrace=dict(type="dict", default={}, options=dict(
+            enabled=dict(type="bool", default=True), close=dict(type="bool", default=True))),
+        oncall=dict(type="dict", default={}, options=dict(
+            provider=dict(type="str", default="", choices=["", "xmatters", "pagerduty"]),
+            groups=dict(type="list", elements="str", default=[]),
+            escalation_groups=dict(type="list", elements="str", default=[]),
+            priority=dict(type="str", default="high", choices=["low", "medium", "high"]),
+            severity=dict(type="str", default="critical", choices=["critical", "error", "warning", "info"]),
+            response_options=dict(type="list", elements="dict", default=[]),
+            approve=dict(type="bool", default=False),
+            approve_response=dict(type="str", default="Approve"),
+            approval_timeout=dict(type="float", default=300.0),
+            approval_poll_interval=dict(type="float", default=2.0))),
+        jira=dict(type="dict", default={}, options=dict(
+            project=dict(type="str", default=""), issue_type=dict(type="str", default="Incident"),
+            priority=dict(type="str", default=""), labels=dict(type="list", elements="str", default=["selfheal"]),
+            components=dict(type="list", elements="str", default=[]), resolved_status=dict(type="str", default=""),
+            resolution=dict(type="str", default=""), service_desk_id=dict(type="str", default=""),
+            request_type_id=dict(type="str", default=""))),
+        slack=dict(type="dict", default={}, options=dict(
+            enabled=dict(type="bool", default=False), channel_prefix=dict(type="str", default="inc-"),
+            private=dict(type="bool", default=False), users=dict(type="list", elements="str", default=[]),
+            oncall_email_domain=dict(type="str", default=""), buttons=dict(type="bool", default=False))),
+        connections=dict(type="dict", default={}, no_log=True, options=dict(
+            dynatrace=dict(any_dict), oncall=dict(any_dict), jira=dict(any_dict), slack=dict(any_dict))),
+    )
+
+
+def check(params):
+    """The inputs' own errors, before anything is sent."""
+    for name in ("budget", "request_timeout"):
+        if not params[name] > 0:
+            return "%s must be more than 0 seconds, got %s" % (name, params[name])
+    if params["max_retries"] < 0 or params["max_retry_wait"] < 0:
+        return "max_retries and max_retry_wait must be 0 or more"
+    if params["oncall"]["approval_timeout"] <= 0 or params["oncall"]["approval_poll_interval"] < 0.2:
+        return "oncall.approval_timeout must be more than 0 and oncall.approval_poll_interval at least 0.2 s"
+    return None
+
+
+def run(module):
+    params = module.params
+    incident = _incident.Incident(params, module.check_mode, module.warn)
+    with _incident.PhaseLock(params["timeline_dir"], params["incident_key"], params["budget"] + 10, module.warn,
+                             enabled=not module.check_mode):
+        return run_phase(module, incident)
+
+
+def run_phase(module, incident):
+    params = module.params
+    incident.read_timeline()
+    phase = params["phase"]
+    result = {"already_resolved": False, "records": [], "errors": []}
+    done = incident.resolved_cleanly() if phase == "resolve" else (incident.already_resolved() and phase != "record")
+    if done:
+        result.update(already_resolved=True, timeline=incident.saved)
+        module.warn("%s was resolved before; nothing to %s (no page, ticket, channel or comment is written)"
+                    % (params["incident_key"], phase))
+        return result
+    fix = [dict(record, incident=params["incident_key"], action=record.get("action", "record")) for record in
+           _fix_records(params["fix_records"])]
+    if phase == "open":
+        incident.open()
+    elif phase == "update":
+        incident.update(params["text"])
+    elif phase == "escalate":
+        incident.escalate(params["text"])
+    elif phase == "approve":
+        if module.check_mode:
+            result["approval"] = {"approved": False, "response": "check_mode", "responder": "", "source": ""}
+        else:
+            result["approval"] = incident.approve(params["decision_dir"], params["oncall"]["approve_response"])
+    elif phase == "resolve":
+        incident.resolve(params["text"], fix)
+        fix = []
+    records = fix + incident.records(phase)
+    timeline = incident.save(records) if records else incident.saved
+    result.update(records=records, timeline=timeline, errors=incident.errors, changed=bool(records) or incident.written)
+    for name in ("ticket", "channel"):
+        if incident.found.get(name):
+            result[name] = incident.found[name]
+    return result
+
+
+def _fix_records(records):
+    """Fix records in the timeline's shape (time = end), from {step, host, result, detail, started, ended}."""
+    out = []
+    for record in records:
+        ended = float(record.get("ended") or record.get("started") or 0)
+        started = float(record.get("started") or ended)
+        out.append({"time": _incident.utc(ended), "step": record.get("step", "remediation"),
+                    "system": record.get("host") or record.get("system") or "controller",
+                    "result": record.get("result", "changed"), "duration": round(max(0.0, ended - started), 3),
+                    "detail": record.get("detail", "")})
+    return out
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    problem = check(module.params)
+    if problem:
+        module.fail_json(msg=problem)
+    if module.params["phase"] != "record":
+        _options.require_requests(module)
+    try:
+        result = run(module)
+    except (IOError, OSError) as error:
+        module.fail_json(msg="cannot use the timeline in %s: %s" % (module.params["timeline_dir"], error))
+    result.setdefault("changed", False)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
