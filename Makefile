@@ -40,7 +40,7 @@ $(COLLECTION_DIR):
 	@ln -sfn $(CURDIR) $@
 
 system-deps: ## install nginx and HAProxy from apt when missing (root on Debian/Ubuntu), else say what is needed
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo ">> installing$$missing from apt"; \

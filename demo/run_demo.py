@@ -9,6 +9,7 @@ timeline and the time from detection to healthy. Everything it started is stoppe
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -237,10 +238,12 @@ def start_loop(workdir, max_restarts=3):
             incident_oncall_groups=["Ops Primary"], incident_timeline_dir=os.path.join(workdir, "incidents"),
             incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
             incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed",
-            incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com"),
+            incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com",
+            incident_decision_dir=os.path.join(workdir, "decisions"),
+            remediation_db=os.path.join(workdir, "remediations.db")),
             "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
-                     "selfheal_state_file": os.path.join(workdir, "dynatrace-state.json")}
+                     "selfheal_state_file": os.path.join(workdir, "state", "dynatrace.db")}
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
                                                  inventory=inventory, env=credentials.environment(sandbox.url),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
@@ -258,7 +261,14 @@ def start_loop(workdir, max_restarts=3):
 
 def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
     if activation is not None:
+        try:
+            activation.wait_idle(timeout=60)  # the last incident's closed-problem run, say: never cut a run short
+        except AssertionError:
+            pass
         activation.stop()
+        # Each run's private data (its command and environment, API tokens included) stays under the activation's
+        # TMPDIR: remove it, so nothing the demo leaves behind holds a secret.
+        shutil.rmtree(os.path.join(activation.workdir, "eda", "tmp"), ignore_errors=True)
         if getattr(activation, "disk", None):
             subprocess.run(["umount", "-l", activation.disk], check=False)
     if supervisor is not None:
@@ -268,6 +278,22 @@ def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
         bluegreen_.close()
     if sandbox is not None:
         conftest.stop_sandbox(sandbox)
+
+
+def files_with_secrets(folder):
+    """Files under folder that contain one of the sandbox's credentials (there must be none)."""
+    found = []
+    for directory, dummy, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(4 * 1024 * 1024)
+            except OSError:
+                continue
+            if any(secret.encode() in data for secret in credentials.SECRETS):
+                found.append(path)
+    return found
 
 
 def main():
@@ -302,6 +328,9 @@ def main():
     finally:
         step("stopping everything the demo started")
         stop_loop(*parts)
+        leaked = files_with_secrets(workdir)
+        if leaked:
+            say("WARNING: these files the demo leaves behind hold an API token: %s" % ", ".join(leaked))
 
 
 if __name__ == "__main__":

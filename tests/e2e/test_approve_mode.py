@@ -36,7 +36,7 @@ def test_the_responder_picks_restart_and_the_restart_happens(loop, sandbox_sessi
     assert new and new != old and estate.healthy(loop.supervisor.port)
     assert problem_state(sandbox, problem)["status"] == "CLOSED"
     [ticket] = tickets_for(sandbox, key)
-    assert any("Approved by oncall.primary (Restart)" in json.dumps(c["body"]) for c in ticket["comments"])
+    assert any("Approved by oncall.primary (Restart, xmatters)" in json.dumps(c["body"]) for c in ticket["comments"])
 
 
 def test_no_answer_escalates_and_restarts_nothing(loop, sandbox_session):

@@ -49,6 +49,9 @@ def alive(pid):
 
 
 def kill(pid):
+    # os.kill(0, ...) would kill this very process group (pytest included): a PID must name one process.
+    if not isinstance(pid, int) or pid <= 0:
+        raise AssertionError("no process to kill (PID %r): the service was not running" % (pid,))
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not alive(pid), what="process %d to die" % pid)
 

@@ -71,7 +71,12 @@ class Activation(object):
 
     def start(self):
         env = dict(os.environ)
+        # ansible-rulebook writes each run's private data (artifacts with the job's command and environment) under
+        # TMPDIR: keep it in this activation's folder, so removing the folder leaves nothing behind.
+        scratch = os.path.join(self.workdir, "tmp")
+        os.makedirs(scratch, exist_ok=True)
         env.update({
+            "TMPDIR": scratch,
             "ANSIBLE_COLLECTIONS_PATH": self.collections_path,
             "PATH": BIN + os.pathsep + env.get("PATH", ""),
             "ANSIBLE_LOCALHOST_WARNING": "False",
@@ -106,6 +111,33 @@ class Activation(object):
             return http_ok(url)
 
         return wait_until(ready, timeout, interval=0.1, what=url)
+
+    def playbooks(self):
+        """PIDs of the ansible-playbook runs this activation has going (its descendants)."""
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/stat" % entry) as handle:
+                        children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    pass
+        found, todo = [], [self.process.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                todo.append(child)
+                try:
+                    with open("/proc/%d/cmdline" % child, "rb") as handle:
+                        if b"ansible-playbook" in handle.read():
+                            found.append(child)
+                except OSError:
+                    pass
+        return found
+
+    def wait_idle(self, timeout=120):
+        """Wait until no playbook of this activation runs any more (a stop would cut one short)."""
+        return wait_until(lambda: self.process.poll() is not None or not self.playbooks(), timeout, interval=0.2,
+                          what="the activation's playbooks to end")
 
     def kill(self):
         """SIGKILL the activation and everything it started (ansible-runner, ansible-playbook): a container dying."""

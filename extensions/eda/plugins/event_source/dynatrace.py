@@ -49,7 +49,7 @@ description:
   - "Event shape: C(problem) {id, display_id, title, status, severity, impact, entities, root_cause,
     tags, management_zones, url, start_time, end_time}, C(transition), C(incident_key) (for example
     C(dt-P-1234)), C(intake) (webhook or poll), C(reconciled) (true when reconciliation emitted it), C(meta.hosts) (names of impacted HOST entities, so
-    C(run_playbook) targets them; absent when the problem names no host) and, with O(include_raw), C(raw)."
+    C(run_playbook) targets them; absent when the problem names no host, or with O(meta_hosts=false)) and, with O(include_raw), C(raw)."
 options:
   mode:
     description: V(webhook) listens for Dynatrace problem notifications; V(poll) reads the Problems API v2.
@@ -233,6 +233,14 @@ options:
     description: Seconds a closed problem is remembered (a late OPEN of a forgotten problem would open it again).
     type: int
     default: 604800
+  meta_hosts:
+    description:
+      - Put the names of the problem's HOST entities into C(meta.hosts), which ansible-rulebook uses as the C(--limit)
+        of C(run_playbook) (and the hosts of C(run_module)). The collection's self-healing rulebooks set V(false), as
+        their playbooks choose their targets themselves (only inventory hosts the problem names, never every host
+        when it names none) and need C(localhost), which such a limit would exclude.
+    type: bool
+    default: true
   include_raw:
     description: Add the payload or API object the event was made from as C(raw).
     type: bool
@@ -388,12 +396,12 @@ def _resolve_all(waiters, value):
             waiter.set_result(value)
 
 
-def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False):
+def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False, meta_hosts=True):
     event = {"problem": problem, "transition": transition, "intake": intake,
              "incident_key": dt.incident_key(problem)}
     if reconciled:
         event["reconciled"] = True
-    hosts = dt.problem_hosts(problem)
+    hosts = dt.problem_hosts(problem) if meta_hosts else []
     if hosts:
         event["meta"] = {"hosts": hosts}
     if include_raw and raw is not None:
@@ -408,10 +416,11 @@ class Intake(object):
     remembered, so a notification that could not be handed over is not a duplicate when it comes again.
     """
 
-    def __init__(self, tracker, deliver, include_raw=False):
+    def __init__(self, tracker, deliver, include_raw=False, meta_hosts=True):
         self.tracker = tracker
         self.deliver = deliver
         self.include_raw = include_raw
+        self.meta_hosts = meta_hosts
         self.locks = webhook.KeyedLocks()
         self.emitted = 0
 
@@ -429,7 +438,8 @@ class Intake(object):
             if not await self.tracker.persist():  # an earlier change of it may still wait to be saved
                 return 503, {"status": "retry", "problem": pid, "error": "the state file could not be written"}
             return 202, {"status": reason.split(":")[0], "problem": pid, "reason": reason}
-        event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None)
+        event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None,
+                           meta_hosts=self.meta_hosts)
         if not await self.deliver(event):
             return 503, {"status": "retry", "problem": pid,
                          "error": "the rulebook did not take the event in time; deliver it again"}
@@ -674,6 +684,7 @@ async def main(queue, args):
     if mode not in ("webhook", "poll"):
         raise webhook.ConfigError("mode must be webhook or poll, got %r" % mode)
     include_raw = bool(args.get("include_raw", False))
+    meta_hosts = bool(args.get("meta_hosts", True))
     api = ApiConfig(args, required=mode == "poll")
     reconcile = bool(args.get("reconcile", True))
     webhook_config = webhook.WebhookConfig(args, default_path="/dynatrace/problems") if mode == "webhook" else None
@@ -687,7 +698,7 @@ async def main(queue, args):
     try:
         if mode == "webhook":
             server = webhook.Webhook(webhook_config, queue)
-            intake = Intake(tracker, server.handoff.deliver, include_raw)
+            intake = Intake(tracker, server.handoff.deliver, include_raw, meta_hosts)
             await server.start(webhook_handler(intake))
             if reconcile and reader is not None:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
@@ -707,7 +718,7 @@ async def main(queue, args):
                 await queue.put(event)
                 return True
 
-            intake = Intake(tracker, put, include_raw)
+            intake = Intake(tracker, put, include_raw, meta_hosts)
             if reconcile:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
                                         scoped=bool(api.problem_selector))
