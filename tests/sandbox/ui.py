@@ -4,10 +4,15 @@
 page renders it with a few lines of vanilla JavaScript that only ever set textContent, so a title such as
 `<script>...` is shown, never parsed. A Content-Security-Policy allows nothing but the page's own inline script
 and style (by hash) and fetches to the sandbox itself. Reading the view never changes any service's state.
+
+Tickets come from Jira (both instances) and ServiceNow (`servicenow.watch_tickets`), chat channels from Slack and
+Microsoft Teams (`msgraph.watch_channels`); a service whose file is not in this sandbox simply adds nothing.
 """
 
 import base64
 import hashlib
+import importlib
+import os
 import re
 import time
 
@@ -16,13 +21,14 @@ from aiohttp import web
 from core import SANDBOX
 
 PREFIX = ""
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.3em}h2{font-size:1.05em;margin:1.2em 0 .3em}
 section{border-top:1px solid #ddd;padding-top:.3em}table{border-collapse:collapse;width:100%}
 td,th{text-align:left;padding:.15em .6em .15em 0;vertical-align:top}th{color:#666;font-weight:normal}
-.s-OPEN,.s-ACTIVE,.s-triggered,.s-Open,.s-started{color:#b00}.s-acknowledged,.s-In-Progress{color:#a60}
-.s-CLOSED,.s-RESOLVED,.s-TERMINATED,.s-resolved,.s-Resolved,.s-Done,.s-Closed,.s-finished{color:#070}
+.s-OPEN,.s-ACTIVE,.s-triggered,.s-Open,.s-New,.s-started{color:#b00}.s-acknowledged,.s-In-Progress,.s-On-Hold{color:#a60}
+.s-CLOSED,.s-RESOLVED,.s-TERMINATED,.s-resolved,.s-Resolved,.s-Done,.s-Closed,.s-Canceled,.s-finished{color:#070}
 .muted{color:#888}ul{margin:.2em 0 .2em 1.2em;padding:0}
 """
 
@@ -45,12 +51,12 @@ function render(v) {
     cell(row, p.display_id); cell(row, p.title); cell(row, p.status, state(p.status)); list(row, p.comments); });
   fill("pages", ["system", "page", "summary", "status", "responses"], v.pages, function (row, p) {
     cell(row, p.system); cell(row, p.id); cell(row, p.summary); cell(row, p.status, state(p.status)); list(row, p.responses); });
-  fill("tickets", ["Jira", "ticket", "summary", "status", "comments", "attachments"], v.tickets, function (row, t) {
+  fill("tickets", ["system", "ticket", "summary", "status", "comments", "attachments"], v.tickets, function (row, t) {
     cell(row, t.instance); cell(row, t.key); cell(row, t.summary); cell(row, t.status, state(t.status));
     list(row, t.comments); list(row, t.attachments.map(function (a) { return a.filename + " (" + a.size + " bytes)"; })); });
-  fill("channels", ["channel", "state", "topic", "members", "messages (and thread replies)"], v.channels, function (row, c) {
-    cell(row, "#" + c.name); cell(row, c.archived ? "archived" : "open"); cell(row, c.topic); cell(row, c.members);
-    list(row, c.messages); });
+  fill("channels", ["system", "channel", "state", "topic", "members", "messages (and thread replies)"], v.channels,
+    function (row, c) { cell(row, c.system); cell(row, (c.system === "Slack" ? "#" : "") + c.name);
+      cell(row, c.archived ? "archived" : "open"); cell(row, c.topic); cell(row, c.members); list(row, c.messages); });
   fill("sequences", ["sequence", "context", "service", "state", "result"], v.sequences, function (row, s) {
     cell(row, s.name); cell(row, s.context); cell(row, s.service); cell(row, s.state, state(s.state)); cell(row, s.result); });
   document.getElementById("slack-absent").hidden = v.slack_present;
@@ -68,8 +74,8 @@ PAGE = """<!doctype html>
 <h1>selfheal.devops SaaS sandbox <span class="muted" id="updated"></span></h1>
 <section><h2>Dynatrace problems</h2><table id="problems"></table></section>
 <section><h2>On-call pages (xMatters events, PagerDuty alerts by dedup key)</h2><table id="pages"></table></section>
-<section><h2>Jira tickets (Cloud and Data Center)</h2><table id="tickets"></table></section>
-<section><h2>Slack channels</h2><p class="muted" id="slack-absent" hidden>no Slack service in this sandbox</p>
+<section><h2>Tickets (Jira, ServiceNow)</h2><table id="tickets"></table></section>
+<section><h2>Chat channels (Slack, Teams)</h2><p class="muted" id="slack-absent" hidden>no Slack service in this sandbox</p>
 <table id="channels"></table></section>
 <section><h2>Keptn sequences</h2><table id="sequences"></table></section>
 <script>%s</script></body></html>
@@ -87,7 +93,15 @@ PAGE_HEADERS = {
         _sha256(SCRIPT), _sha256(STYLE)),
 }
 VIEW_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-JIRA_INSTANCES = (("cloud", "Cloud"), ("dc", "Data Center"))
+JIRA_INSTANCES = (("cloud", "Jira Cloud"), ("dc", "Jira Data Center"))
+
+
+def sibling(name):
+    """The sandbox's service module tests/sandbox/<name>.py (the one server.py loaded) when this sandbox has that file,
+    else None: server.py loads only the service files that exist, and the page shows what there is."""
+    if not os.path.exists(os.path.join(HERE, name + ".py")):
+        return None
+    return importlib.import_module(name)
 
 
 def text_of(body):
@@ -133,6 +147,7 @@ def pages_of(state):
 
 
 def tickets_of(state):
+    """Jira tickets of both instances, then ServiceNow incidents: {instance, key, summary, status, comments, attachments}."""
     tickets = []
     for instance, label in JIRA_INSTANCES:
         for issue in ((state.get("jira") or {}).get(instance) or {}).get("issues", {}).values():
@@ -142,6 +157,9 @@ def tickets_of(state):
                             "comments": [text_of(c.get("body"))[:300] for c in issue.get("comments", [])],
                             "attachments": [{"filename": a.get("filename"), "size": a.get("size")}
                                             for a in issue.get("attachments", [])]})
+    servicenow = sibling("servicenow")
+    if servicenow is not None:
+        tickets.extend(servicenow.watch_tickets(state))
     return tickets
 
 
@@ -156,10 +174,18 @@ def channels_of(slack):
     for cid, channel in slack.get("channels", {}).items():
         messages = [{"text": line(m), "replies": [line(r) for r in slack.get("threads", {}).get("%s:%s" % (cid, m.get("ts")), [])]}
                     for m in slack.get("messages", {}).get(cid, [])]
-        channels.append({"id": cid, "name": channel.get("name"), "archived": bool(channel.get("is_archived")),
+        channels.append({"system": "Slack", "id": cid, "name": channel.get("name"), "archived": bool(channel.get("is_archived")),
                          "topic": (channel.get("topic") or {}).get("value", ""),
                          "members": len(channel.get("members", [])), "messages": messages})
     return channels
+
+
+def teams_channels_of(state):
+    """Microsoft Teams channels (`Team / Channel`, the General channels left out) in the rows of channels_of."""
+    msgraph = sibling("msgraph")
+    if msgraph is None:
+        return []
+    return [dict(row, system="Teams") for row in msgraph.watch_channels(state)]
 
 
 def sequences_of(state, now):
@@ -186,7 +212,7 @@ def view(state, now=None):
     """The summary of every service's state that the page shows (`slack_present` is false without slack.py)."""
     slack = state.get("slack")
     return {"problems": problems_of(state), "pages": pages_of(state), "tickets": tickets_of(state),
-            "slack_present": slack is not None, "channels": channels_of(slack or {}),
+            "slack_present": slack is not None, "channels": channels_of(slack or {}) + teams_channels_of(state),
             "sequences": sequences_of(state, time.time() if now is None else now)}
 
 

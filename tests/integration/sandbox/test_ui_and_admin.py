@@ -1,5 +1,5 @@
-"""The watch page at / and the summary it polls (state created through the real service APIs only), and the
-admin routes the other contract tests do not pin down (fault listing and matching, latency, log filter, reset)."""
+"""The watch page at / and the summary it polls (state created through the real service APIs only: Dynatrace, xMatters,
+PagerDuty, Jira, ServiceNow, Slack, Microsoft Graph and the Bot Framework, Keptn), and the admin routes the other contract tests do not pin down (fault listing and matching, latency, log filter, reset)."""
 
 import base64
 import hashlib
@@ -21,6 +21,10 @@ CLOUD = (credentials.JIRA_USER, credentials.JIRA_TOKEN)
 DC = {"Authorization": "Bearer " + credentials.JIRA_PAT}
 SLACK = {"Authorization": "Bearer " + credentials.SLACK_TOKEN}
 KEPTN = {"x-token": credentials.KEPTN_TOKEN}
+SERVICENOW = (credentials.SERVICENOW_USER, credentials.SERVICENOW_PASSWORD)
+SN_API = credentials.SERVICENOW_PREFIX + "/api/now"
+GRAPH = credentials.MSGRAPH_PREFIX + "/v1.0"
+OPS_TEAM = "0a6f3e2b-1c4d-4e5f-8a9b-0c1d2e3f4a5b"  # the seeded team "Operations" (ops.lead, oncall.secondary, selfheal.bot)
 
 
 def view(sandbox):
@@ -37,6 +41,30 @@ def slack(sandbox, method, **params):
     answer = post(sandbox, credentials.SLACK_PREFIX + "/" + method, json=params, headers=SLACK)
     assert answer["ok"], answer
     return answer
+
+
+def app_token(sandbox, resource):
+    """An access token for the app registration (client credentials), as the Microsoft identity platform hands it."""
+    answer = post(sandbox, "%s/%s/oauth2/v2.0/token" % (credentials.MSGRAPH_LOGIN_PREFIX, credentials.MSGRAPH_TENANT_ID),
+                  data={"grant_type": "client_credentials", "client_id": credentials.MSGRAPH_CLIENT_ID,
+                        "client_secret": credentials.MSGRAPH_CLIENT_SECRET, "scope": resource + "/.default"})
+    return {"Authorization": "Bearer " + answer["access_token"]}
+
+
+def teams_channel(sandbox, name, description, text):
+    """A Teams channel made through Graph, with a message the app's bot starts a thread with; (channel, message id)."""
+    graph = app_token(sandbox, "https://graph.microsoft.com")
+    channel = post(sandbox, GRAPH + "/teams/%s/channels" % OPS_TEAM, headers=graph,
+                   json={"displayName": name, "description": description, "membershipType": "standard"})
+    sent = post(sandbox, credentials.MSGRAPH_BOT_PREFIX + "/v3/conversations", headers=app_token(sandbox, "https://api.botframework.com"),
+                json={"isGroup": True, "activity": {"type": "message", "text": text},
+                      "channelData": {"channel": {"id": channel["id"]}, "tenant": {"id": credentials.MSGRAPH_TENANT_ID}}})
+    return channel, sent["activityId"]
+
+
+def servicenow_incident(sandbox, short_description):
+    return post(sandbox, SN_API + "/table/incident", auth=SERVICENOW,
+                json={"short_description": short_description, "urgency": "1", "impact": "1"})["result"]
 
 
 def wait_for(predicate, timeout=5.0):
@@ -64,6 +92,8 @@ def test_the_page_is_static_html_whose_csp_admits_only_its_own_script(sandbox):
     csp = headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "script-src 'sha256-%s'" % digest in csp
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
+    # One section for every ticket system, one for every chat system.
+    assert "<h2>Tickets (Jira, ServiceNow)</h2>" in html and "<h2>Chat channels (Slack, Teams)</h2>" in html
 
 
 def test_an_empty_sandbox_has_an_empty_summary(sandbox):
@@ -117,9 +147,9 @@ def test_tickets_of_cloud_and_data_center_with_comments_and_attachments(sandbox)
     post(sandbox, dc + "/issue/%s/transitions" % other["key"], headers=DC, json={"transition": {"id": "21"}})
 
     cloud_ticket, dc_ticket = view(sandbox)["tickets"]
-    assert cloud_ticket == {"instance": "Cloud", "key": created["key"], "summary": MARKUP, "status": "Open",
+    assert cloud_ticket == {"instance": "Jira Cloud", "key": created["key"], "summary": MARKUP, "status": "Open",
                             "comments": ["Restarted <web-01>"], "attachments": [{"filename": "<transcript>.txt", "size": 10}]}
-    assert dc_ticket == {"instance": "Data Center", "key": other["key"], "summary": "Disk full", "status": "Resolved",
+    assert dc_ticket == {"instance": "Jira Data Center", "key": other["key"], "summary": "Disk full", "status": "Resolved",
                          "comments": [], "attachments": []}
     assert created["key"] == other["key"]  # same key on both instances: the instance tells them apart
 
@@ -134,11 +164,52 @@ def test_channels_with_topic_members_messages_and_thread_replies(sandbox):
                                                       "text": "on it", "thread_ts": parent["ts"]})
     slack(sandbox, "chat.postMessage", channel=channel["id"], text="healed")
     [room] = view(sandbox)["channels"]
-    assert room == {"id": channel["id"], "name": "inc-ui", "archived": False, "topic": MARKUP, "members": 2,
+    assert room == {"system": "Slack", "id": channel["id"], "name": "inc-ui", "archived": False, "topic": MARKUP, "members": 2,
                     "messages": [{"text": "selfheal: web is <down>", "replies": ["oncall-primary: on it"]},
                                  {"text": "selfheal: healed", "replies": []}]}
     slack(sandbox, "conversations.archive", channel=channel["id"])
     assert view(sandbox)["channels"][0]["archived"] is True
+
+
+def test_servicenow_incidents_are_tickets_next_to_jira_with_journal_and_attachments(sandbox):
+    post(sandbox, credentials.JIRA_PREFIX + "/rest/api/2/issue", auth=CLOUD,
+         json={"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"}, "summary": "Disk full"}})
+    incident = servicenow_incident(sandbox, MARKUP)
+    record = SN_API + "/table/incident/" + incident["sys_id"]
+    requests.patch(sandbox.url + record, auth=SERVICENOW, json={"work_notes": "Restarted <web-01>"}, timeout=10).raise_for_status()
+    post(sandbox, SN_API + "/attachment/file", auth=SERVICENOW, headers={"Content-Type": "text/markdown"},
+         params={"table_name": "incident", "table_sys_id": incident["sys_id"], "file_name": "<transcript>.md"}, data=b"0123456789")
+
+    jira_ticket, ticket = view(sandbox)["tickets"]
+    assert jira_ticket["instance"] == "Jira Cloud"  # Jira first, then ServiceNow
+    assert ticket == {"instance": "ServiceNow", "key": incident["number"], "summary": MARKUP, "status": "New",
+                      "comments": ["Selfheal Integration (Work notes): Restarted <web-01>"],
+                      "attachments": [{"filename": "<transcript>.md", "size": 10}]}
+    # Resolving needs the close information (the base system's data policy); the view follows the state.
+    requests.patch(sandbox.url + record, auth=SERVICENOW, timeout=10, json={
+        "state": "6", "close_code": "Solved (Permanently)", "close_notes": "healed", "comments": "Fixed by selfheal.devops"}
+    ).raise_for_status()
+    ticket = view(sandbox)["tickets"][1]
+    assert ticket["status"] == "Resolved"
+    assert ticket["comments"] == ["Selfheal Integration (Work notes): Restarted <web-01>",
+                                  "Selfheal Integration (Additional comments): Fixed by selfheal.devops"]
+
+
+def test_teams_channels_are_chat_channels_next_to_slack_with_thread_replies(sandbox):
+    if SLACK_PRESENT:
+        slack(sandbox, "conversations.create", name="inc-dt-p-9")
+    channel, message_id = teams_channel(sandbox, "inc-dt-P-9", MARKUP, "web is <down>")
+    sandbox.call("POST", "/_sandbox/msgraph/messages", {"team": "Operations", "channel": channel["id"],
+                                                        "user": "oncall.primary@example.com", "text": "on it", "reply_to": message_id})
+    channels = view(sandbox)["channels"]
+    assert [c["system"] for c in channels] == (["Slack"] if SLACK_PRESENT else []) + ["Teams"]  # General is left out
+    room = channels[-1]
+    assert room == {"system": "Teams", "id": channel["id"], "name": "Operations / inc-dt-P-9", "archived": False,
+                    "topic": MARKUP, "members": 3,
+                    "messages": [{"text": "Selfheal: web is <down>", "replies": ["Oncall Primary: on it"]}]}
+    graph = app_token(sandbox, "https://graph.microsoft.com")
+    post(sandbox, GRAPH + "/teams/%s/channels/%s/archive" % (OPS_TEAM, channel["id"]), headers=graph, json={})
+    assert view(sandbox)["channels"][-1]["archived"] is True
 
 
 def test_keptn_sequences_progress_without_the_view_touching_the_state(sandbox):
@@ -203,9 +274,13 @@ def test_reset_restores_the_seed_and_clears_faults_log_and_outbound(sandbox):
     sandbox.call("POST", "/_sandbox/dynatrace/problems", {"title": "Disk full"})
     post(sandbox, credentials.JIRA_PREFIX + "/rest/api/2/issue", auth=CLOUD,
          json={"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "x"}})
+    servicenow_incident(sandbox, "Disk full")
+    teams_channel(sandbox, "inc-reset", "", "opened")
     sandbox.fault("/jira/*", times=-1, status=503)
     assert wait_for(sandbox.outbound)[0]["error"]  # the notification was attempted (and failed)
-    assert view(sandbox)["problems"] and view(sandbox)["tickets"]
+    summary = view(sandbox)
+    assert summary["problems"] and [t["instance"] for t in summary["tickets"]] == ["Jira Cloud", "ServiceNow"]
+    assert [c["system"] for c in summary["channels"]] == ["Teams"]
 
     sandbox.reset()
     assert sandbox.call("GET", "/_sandbox/faults") == [] and sandbox.outbound() == []
@@ -214,6 +289,7 @@ def test_reset_restores_the_seed_and_clears_faults_log_and_outbound(sandbox):
     for service in ("dynatrace", "jira", "keptn", "pagerduty") + (("slack",) if SLACK_PRESENT else ()):
         assert after[service] == seed[service], service
     assert after["xmatters"]["events"] == [] and view(sandbox)["problems"] == [] and view(sandbox)["tickets"] == []
+    assert view(sandbox)["channels"] == [] and after["servicenow"]["tables"]["incident"] == {}
     assert requests.get(sandbox.url + "/jira/rest/api/2/serverInfo", timeout=10).status_code == 200
 
 
@@ -228,5 +304,16 @@ def test_the_summary_copes_with_services_that_are_not_loaded():
 
     assert ui.view({}) == {"problems": [], "pages": [], "tickets": [], "channels": [], "sequences": [], "slack_present": False}
     partial = {"jira": {"dc": {"issues": {}}}, "slack": {"channels": {"C1": {"name": "inc-1"}}}}
-    assert ui.view(partial)["channels"] == [{"id": "C1", "name": "inc-1", "archived": False, "topic": "", "members": 0,
-                                             "messages": []}]
+    assert ui.view(partial)["channels"] == [{"system": "Slack", "id": "C1", "name": "inc-1", "archived": False, "topic": "",
+                                             "members": 0, "messages": []}]
+    # ServiceNow and Teams rows come from their own service files, from the state alone.
+    other = {"servicenow": {"tables": {"incident": {"a1": {"sys_id": "a1", "number": "INC0010001", "short_description": "x",
+                                                            "state": "2"}}}},
+             "msgraph": {"teams": {"T1": {"displayName": "Ops", "members": [{}], "channels": {
+                 "19:g": {"displayName": "General", "membershipType": "standard"},
+                 "19:c": {"displayName": "inc-1", "membershipType": "private", "members": [{}, {}], "isArchived": True}}}}}}
+    summary = ui.view(other)
+    assert summary["tickets"] == [{"instance": "ServiceNow", "key": "INC0010001", "summary": "x", "status": "In Progress",
+                                   "comments": [], "attachments": []}]
+    assert summary["channels"] == [{"system": "Teams", "id": "19:c", "name": "Ops / inc-1", "archived": True, "topic": "",
+                                    "members": 2, "messages": []}]
