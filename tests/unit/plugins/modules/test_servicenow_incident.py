@@ -5,6 +5,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.selfheal.devops.plugins.module_utils import _servicenow_task as logic
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput
 from ansible_collections.selfheal.devops.plugins.modules import servicenow_incident as module_under_test
 
@@ -61,18 +62,18 @@ def rec(**fields):
     ("urgency", {"value": "1", "display_value": "1 - High"}, "2", False),
 ])
 def test_same_compares_values_and_reference_display_values(field, have, wanted, same):
-    assert module_under_test.same({field: have}, field, wanted) is same
+    assert logic.same({field: have}, field, wanted) is same
 
 
 def test_plan_changes_gives_the_changed_fields_with_display_values():
     record = rec(short_description="x", urgency={"value": "2", "display_value": "2 - Medium"},
                  assignment_group={"value": "g1", "display_value": "Network"})
     desired = {"short_description": "x", "urgency": "1", "assignment_group": "g2", "_assignment_group_name": "Database"}
-    body, before, after = module_under_test.plan_changes(record, desired)
+    body, before, after = logic.plan_changes(record, desired)
     assert body == {"urgency": "1", "assignment_group": "g2"}
     assert before == {"urgency": "2 - Medium", "assignment_group": "Network"}
     assert after == {"urgency": "1", "assignment_group": "Database"}
-    body, before, after = module_under_test.plan_changes(None, desired)
+    body, before, after = logic.plan_changes(None, desired)
     assert before == {} and set(body) == {"short_description", "urgency", "assignment_group"}
 
 
@@ -84,11 +85,11 @@ def params(**overrides):
 
 
 def test_notes_are_added_unless_their_marker_is_in_the_journal():
-    marker = module_under_test.servicenow.marker("restarting")
+    marker = logic.servicenow.marker("restarting")
     journal = "2026-01-01 10:00:00 - Selfheal (Work notes)\nrestarting\n\n[selfheal:%s]\n\n" % marker
     record = rec(work_notes={"value": "", "display_value": journal}, comments={"value": "", "display_value": ""})
     body, result, after = {}, {"work_note_added": False, "comment_added": False}, {}
-    module_under_test.plan_notes(params(work_note="restarting", comment="on it"), record, body, result, after)
+    logic.plan_notes(params(work_note="restarting", comment="on it"), record, body, result, after)
     assert "work_notes" not in body and body["comments"].startswith("on it\n\n[selfheal:")
     assert result["comment_added"] and not result["work_note_added"] and after == {"comments": "on it"}
 
@@ -105,7 +106,7 @@ def test_notes_are_added_unless_their_marker_is_in_the_journal():
 def test_plan_state(state, current, has_notes, expected):
     record = rec(state=current, number="INC1", close_notes="done" if has_notes else "")
     body, result, before, after = {}, {"transitioned": None}, {}, {}
-    module_under_test.plan_state(params(state=state, close_notes="fixed"), record, body, result, before, after)
+    logic.plan_state(params(state=state, close_notes="fixed"), record, body, result, before, after)
     assert body.get("state") == expected
     if expected and not has_notes:
         assert body["close_notes"] == "fixed" and body["close_code"] == "Solution provided"
@@ -115,7 +116,7 @@ def test_plan_state(state, current, has_notes, expected):
 
 def test_resolving_needs_close_notes():
     with pytest.raises(InvalidInput) as raised:
-        module_under_test.plan_state(params(state="resolved"), rec(state="2", number="INC7", close_notes=""), {},
+        logic.plan_state(params(state="resolved"), rec(state="2", number="INC7", close_notes=""), {},
                                      {}, {}, {})
     assert "close_notes is required to resolve ServiceNow incident INC7" in str(raised.value)
 
@@ -125,12 +126,12 @@ def test_attachments_are_read_first_and_must_have_distinct_names(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "log.txt").write_text("one")
     (tmp_path / "b" / "log.txt").write_text("two")
-    found = module_under_test.read_attachments([str(tmp_path / "a" / "log.txt")])
+    found = logic.read_attachments([str(tmp_path / "a" / "log.txt")])
     assert found[0][0] == "log.txt" and found[0][2] == 3 and len(found[0][3]) == 64
     with pytest.raises(InvalidInput):
-        module_under_test.read_attachments([str(tmp_path / "a" / "log.txt"), str(tmp_path / "b" / "log.txt")])
+        logic.read_attachments([str(tmp_path / "a" / "log.txt"), str(tmp_path / "b" / "log.txt")])
     with pytest.raises(InvalidInput):
-        module_under_test.read_attachments([str(tmp_path / "missing")])
+        logic.read_attachments([str(tmp_path / "missing")])
 
 
 class Service(object):
@@ -147,6 +148,6 @@ def test_attachments_are_skipped_by_name_and_hash_or_size():
     have = [{"file_name": "same.txt", "hash": "h1", "size_bytes": "3"},
             {"file_name": "changed.txt", "hash": "old", "size_bytes": "3"},
             {"file_name": "nohash.txt", "size_bytes": "5"}]
-    missing, names = module_under_test.plan_attachments(Service(have), rec(sys_id="s1"), files)
+    missing, names = logic.plan_attachments(Service(have), rec(sys_id="s1"), files)
     assert [name for name, dummy in missing] == ["changed.txt", "new.txt"]
     assert names == ["changed.txt", "nohash.txt", "same.txt"]

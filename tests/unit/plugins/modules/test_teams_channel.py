@@ -5,6 +5,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.selfheal.devops.plugins.module_utils import _teams_task as logic
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput
 from ansible_collections.selfheal.devops.plugins.modules import teams_channel as module_under_test
 
@@ -55,21 +56,21 @@ def params(**overrides):
 
 
 def test_channel_names_and_closed_names():
-    assert module_under_test.channel_names(params()) == ("inc-dt-P-1", "closed-inc-dt-P-1")
-    name, closed = module_under_test.channel_names(params(name="x" * 50, close_action=["rename"]))
+    assert logic.channel_names(params()) == ("inc-dt-P-1", "closed-inc-dt-P-1")
+    name, closed = logic.channel_names(params(name="x" * 50, close_action=["rename"]))
     assert len(closed) == 50 and closed.startswith("closed-")
     with pytest.raises(InvalidInput):
-        module_under_test.channel_names(params(closed_prefix="closed/", close_action=["rename"]))
+        logic.channel_names(params(closed_prefix="closed/", close_action=["rename"]))
 
 
 def test_message_ids_depend_on_the_text_the_thread_and_the_incident():
-    first = module_under_test.message_id_of(params())
-    assert first == module_under_test.message_id_of(params())
-    assert first != module_under_test.message_id_of(params(reply_to="1700"))
-    assert first != module_under_test.message_id_of(params(incident_key="dt-P-2"))
-    assert module_under_test.message_id_of(params(message_id="open.1")) == "open.1"
+    first = logic.message_id_of(params())
+    assert first == logic.message_id_of(params())
+    assert first != logic.message_id_of(params(reply_to="1700"))
+    assert first != logic.message_id_of(params(incident_key="dt-P-2"))
+    assert logic.message_id_of(params(message_id="open.1")) == "open.1"
     with pytest.raises(InvalidInput):
-        module_under_test.message_id_of(params(message_id="no spaces"))
+        logic.message_id_of(params(message_id="no spaces"))
 
 
 def message(mid, created, content, replies=(), kind="message", author=None, deleted=None):
@@ -81,11 +82,11 @@ def message(mid, created, content, replies=(), kind="message", author=None, dele
 def test_find_marked_in_the_channel_or_a_thread():
     reply = message("3", "2026-01-01T10:02:00Z", "<p>done</p><p>[selfheal:r1]</p>")
     messages = [message("1", "2026-01-01T10:00:00Z", "<p>open</p><p>[selfheal:m1]</p>", [reply])]
-    assert module_under_test.find_marked(messages, "m1")["id"] == "1"
-    assert module_under_test.find_marked(messages, "r1") is None
-    assert module_under_test.find_marked(messages, "r1", reply_to="1")["id"] == "3"
+    assert logic.find_marked(messages, "m1")["id"] == "1"
+    assert logic.find_marked(messages, "r1") is None
+    assert logic.find_marked(messages, "r1", reply_to="1")["id"] == "3"
     with pytest.raises(InvalidInput):
-        module_under_test.find_marked(messages, "r1", reply_to="9")
+        logic.find_marked(messages, "r1", reply_to="9")
 
 
 def test_transcript_is_oldest_first_with_replies_after_their_parent_and_no_system_or_deleted_messages():
@@ -97,14 +98,14 @@ def test_transcript_is_oldest_first_with_replies_after_their_parent_and_no_syste
         message("0", "2026-01-01T09:00:00Z", "<systemEventMessage/>", kind="systemEventMessage"),
         message("3", "2026-01-01T10:06:30Z", "", author="C", deleted="2026-01-01T10:08:00Z"),
     ]
-    entries = module_under_test.transcript_entries(messages)
+    entries = logic.transcript_entries(messages)
     assert [(e["id"], e["text"], e["reply_to"]) for e in entries] == [
         ("1", "first & foremost", None), ("2", "second", None), ("4", "early reply", "2"), ("5", "late reply", "2")]
     team = {"id": "t", "displayName": "Ops"}
     channel = {"id": "c", "displayName": "inc-1"}
-    markdown = module_under_test.render(team, channel, entries, "markdown")
+    markdown = logic.render(team, channel, entries, "markdown")
     assert markdown.splitlines()[:3] == ["# Microsoft Teams transcript of Ops / inc-1", "",
                                          "- `2026-01-01 10:00:00` **Selfheal**: first & foremost"]
     assert "    - `2026-01-01 10:06:00` **B**: early reply" in markdown
-    document = json.loads(module_under_test.render(team, channel, entries, "json"))
+    document = json.loads(logic.render(team, channel, entries, "json"))
     assert document["team"] == {"id": "t", "displayName": "Ops"} and len(document["messages"]) == 4
