@@ -5,7 +5,7 @@
 
 One function, one place, shared by the event source (webhook and poll) and the Dynatrace modules: a
 Problems API v2 object and a custom-integration webhook notification both become the normalised problem
-of docs/design.md. Pure Python, no third-party imports, so the event source can use it inside the rules
+of docs/architecture.md. Pure Python, no third-party imports, so the event source can use it inside the rules
 engine's process and the modules on any host.
 """
 
