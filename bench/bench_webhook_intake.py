@@ -38,9 +38,9 @@ server's CPU per notification (user + system time of its process, all threads, t
 
 ansible.eda's webhook source is NOT part of this repository and must never be committed to it. At run time only, the
 bench copies extensions/eda/plugins/event_source/webhook.py into a throwaway collection `ansible.eda` built and
-installed in a temporary directory (removed at the end), from --eda-webhook PATH, or else from the local mirror of
-github.com/ansible/event-driven-ansible (`git show HEAD:<path>` in --eda-mirror, the git directory the session's
-`fetch` tool made). Without either, the row is reported as not measured, with the reason.
+installed in a temporary directory (removed at the end), from --eda-webhook PATH, or else from a local clone or
+mirror of github.com/ansible/event-driven-ansible (`git show HEAD:<path>` in --eda-mirror, its git directory).
+Without either, the row is reported as not measured, with the reason.
 
     .venv/bin/python bench/bench_webhook_intake.py [--requests 20000] [--concurrency 16] [--rounds 5] [--known 10000]
 
