@@ -4,10 +4,11 @@
 """One incident, every system of record at once. Private to the selfheal.devops collection.
 
 The incident_sync module runs a phase of an incident (open, update, approve, resolve, escalate, record) in one
-module run: each system's step (the Dynatrace comment, the page, the ticket, the channel) runs the very logic of its
-own module (jira_incident, slack_channel, oncall_notify, dynatrace_problem, through _tasks) on a thread of its own,
-so the systems are written concurrently; a step that needs another's result (the channel's opening message names the
-ticket and invites the paged people) runs in a later stage. Each step is recorded in the incident's timeline with its
+module run: each system's step (the Dynatrace comment, the page, the tickets in Jira and ServiceNow, the channels in
+Slack and Microsoft Teams) runs the very logic of its own module (dynatrace_problem, oncall_notify, jira_incident,
+servicenow_incident, slack_channel, teams_channel, through _tasks) on a thread of its own, so the systems are written
+concurrently; a step that needs another's result (the channels' opening messages name the tickets and invite the
+paged people, each ticket names the other, every ticket gets every chat's transcript) runs in a later stage. Each step is recorded in the incident's timeline with its
 real start, end and result; a step still running when the phase's budget is spent is recorded as failed and left
 behind (every write is idempotent on the incident key, and a write whose answer was lost is looked up before it is
 sent again, so the next phase catches it up exactly once).
@@ -21,11 +22,19 @@ import threading
 import time
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _dynatrace_task, _jira_task, _oncall_task, _slack_task
+from ansible_collections.selfheal.devops.plugins.module_utils import _servicenow_task, _teams_task
 from ansible_collections.selfheal.devops.plugins.module_utils import _decisions, _tasks, _timeline
 from ansible_collections.selfheal.devops.plugins.module_utils._problem import MARKER, OUTCOME_PREFIXES, STARTED_PREFIX
+from ansible_collections.selfheal.devops.plugins.module_utils.servicenow import SEVERITY_MAP
 
 PHASES = ("open", "update", "approve", "resolve", "escalate", "record")
-TASKS = {"dynatrace": _dynatrace_task, "oncall": _oncall_task, "jira": _jira_task, "slack": _slack_task}
+TASKS = {"dynatrace": _dynatrace_task, "oncall": _oncall_task, "jira": _jira_task, "servicenow": _servicenow_task,
+         "slack": _slack_task, "teams": _teams_task}
+DESKS = ("jira", "servicenow")
+CHATS = ("slack", "teams")
+# The cross-links between the two desks: (step, system written, the other desk named in it).
+LINKS = (("link servicenow", "jira", "servicenow"), ("link jira", "servicenow", "jira"))
+TIMELINE_NOTE_RECORDS = 50
 RESOLVED, ESCALATED = OUTCOME_PREFIXES
 
 
@@ -84,31 +93,59 @@ class Words(object):
     def link(self):
         return "[%s](%s)" % (self.display, self.url) if self.url else self.display
 
-    def description(self):
+    def facts(self):
         problem = self.problem
-        lines = ["Opened by **selfheal.devops** for Dynatrace problem %s." % self.link(), "",
-                 "- Problem: %s" % self.title,
-                 "- Severity: %s, impact: %s" % (problem.get("severity") or "unknown", problem.get("impact") or "unknown"),
-                 "- Affected: %s" % (", ".join(e.get("name", "") for e in problem.get("entities") or []) or "not reported"),
-                 "- Incident key: `%s`" % self.key]
+        lines = ["Problem: %s" % self.title,
+                 "Severity: %s, impact: %s" % (problem.get("severity") or "unknown", problem.get("impact") or "unknown"),
+                 "Affected: %s" % (", ".join(e.get("name", "") for e in problem.get("entities") or []) or "not reported")]
+        return lines
+
+    def description(self):
+        facts = self.facts()
+        lines = ["Opened by **selfheal.devops** for Dynatrace problem %s." % self.link(), ""]
+        lines += ["- " + line for line in facts] + ["- Incident key: `%s`" % self.key]
         if self.run_url:
             lines.append("- Remediation run: [%s](%s)" % (self.run_url, self.run_url))
         lines += ["", "The remediation, its verification and the outcome are added as comments; the timeline and the chat "
-                  "transcript are attached when the incident is resolved."]
+                  "transcripts are attached when the incident is resolved."]
         return "\n".join(lines)
 
-    def opening(self, ticket=None):
+    def plain_description(self):
+        """The description as plain text (a ServiceNow description does not render Markdown)."""
+        lines = ["Opened by selfheal.devops for Dynatrace problem %s%s." % (self.display, (" (%s)" % self.url) if self.url else ""), ""]
+        lines += self.facts() + ["Incident key: %s" % self.key]
+        if self.run_url:
+            lines.append("Remediation run: %s" % self.run_url)
+        lines += ["", "The remediation, its verification and the outcome are added as work notes; the timeline and the chat "
+                  "transcripts are attached when the incident is resolved."]
+        return "\n".join(lines)
+
+    def opening(self, tickets=()):
+        """The Slack channel's opening message (mrkdwn), naming the tickets known."""
         text = ":rotating_light: *%s*\nRemediation started by selfheal.devops." % self.summary
         if self.url:
             text += "\nDynatrace: " + self.url
-        if ticket:
-            text += "\nTicket: <%s|%s>" % (ticket.get("url"), ticket.get("key"))
+        if tickets:
+            text += "\n%s: %s" % ("Ticket" if len(tickets) == 1 else "Tickets",
+                                   ", ".join(("<%s|%s>" % (t["url"], t["key"])) if t.get("url") else t["key"] for t in tickets))
         if self.run_url:
             text += "\nRun: " + self.run_url
         return text
 
-    def topic(self, ticket=None):
-        return (self.summary + ((" | " + ticket["key"]) if ticket else ""))[:250]
+    def teams_opening(self, tickets=()):
+        """The Teams channel's opening message (Markdown as Teams renders it for bots), naming the tickets known."""
+        lines = ["**%s**" % self.summary, "Remediation started by selfheal.devops."]
+        if self.url:
+            lines.append("Dynatrace: [%s](%s)" % (self.display, self.url))
+        if tickets:
+            lines.append("%s: %s" % ("Ticket" if len(tickets) == 1 else "Tickets",
+                                     ", ".join(("[%s](%s)" % (t["key"], t["url"])) if t.get("url") else t["key"] for t in tickets)))
+        if self.run_url:
+            lines.append("Run: " + self.run_url)
+        return "\n\n".join(lines)
+
+    def topic(self, tickets=()):
+        return (self.summary + "".join(" | " + t["key"] for t in tickets))[:250]
 
     def with_run(self, text):
         return text + ((" (%s)" % self.run_url) if self.run_url else "")
@@ -118,6 +155,18 @@ def timeline_markdown(key, records):
     lines = ["**Timeline** (%s)" % key, ""]
     for r in records:
         lines.append("- `%s` %s / %s / %s: **%s** (%s s)%s" % (
+            r.get("time"), r.get("action"), r.get("step"), r.get("system"), r.get("result"), r.get("duration"),
+            (" - " + str(r["detail"])) if r.get("detail") else ""))
+    return "\n".join(lines)
+
+
+def timeline_text(key, records, limit=TIMELINE_NOTE_RECORDS):
+    """The timeline as plain text (a ServiceNow work note), its last `limit` records; the whole one is attached."""
+    shown = records[-limit:]
+    lines = ["Timeline (%s)%s:" % (key, (", the last %d of %d records; all of them are in the attached %s.json" % (
+        len(shown), len(records), key)) if len(shown) < len(records) else "")]
+    for r in shown:
+        lines.append("%s %s / %s / %s: %s (%s s)%s" % (
             r.get("time"), r.get("action"), r.get("step"), r.get("system"), r.get("result"), r.get("duration"),
             (" - " + str(r["detail"])) if r.get("detail") else ""))
     return "\n".join(lines)
@@ -186,7 +235,7 @@ class Incident(object):
             return bool(p["oncall"]["provider"])
         if system == "jira":
             return bool(p["jira"]["project"])
-        return bool(p["slack"]["enabled"])
+        return bool(p[system]["enabled"])
 
     def call(self, system, args):
         """Run one module's logic for a system; its result dict (failed results are returned, not raised)."""
@@ -220,11 +269,12 @@ class Incident(object):
             step.thread.join(max(0.0, until - self.clock()))
         if wait is None:
             self._settle(steps)
-        return dict((s.name, s) for s in steps)
+        return steps
 
     def finish(self):
-        """Wait, within the budget, for the steps still running; the ones that never answered are failures."""
-        self._settle([s for s in self.steps if s.thread is not None and s.thread.is_alive()])
+        """Wait, within the budget, for the steps still running; the ones that never answered are failures, as are
+        those of a stage left early (with wait) that failed after it was left or before (each reported once)."""
+        self._settle([s for s in self.steps if s.thread is not None])
 
     def _settle(self, steps):
         for step in steps:
@@ -351,6 +401,70 @@ class Incident(object):
             return ("changed" if result.get("changed") else "ok"), "%s %s" % (result.get("key"), result.get("status") or ""), result
         return Step(name, "jira", work, quiet=quiet)
 
+    def servicenow(self, name, state, work_note=None, work_note_id=None, close_notes=None, attachments=None, quiet=False):
+        """The ServiceNow incident's step: present (create or bring in step), updated, resolved."""
+        if not self.enabled("servicenow"):
+            return None
+        sn = self.params["servicenow"]
+        args = {"incident_key": self.key, "correlation_display": sn["correlation_display"], "state": state}
+        if state == "present":
+            severity = str(self.words.problem.get("severity") or "").upper()
+            known = severity in SEVERITY_MAP or severity in (sn["severity_map"] or {})
+            args.update(short_description=self.words.summary[:160], description=self.words.plain_description(),
+                        severity=severity if known else None, severity_map=sn["severity_map"],
+                        assignment_group=sn["assignment_group"] or None,
+                        host=self.words.hosts[0] if self.words.hosts else None, fields=sn["fields"])
+            if self.escalated():
+                args["urgency"] = 1  # a human is needed now; kept by the later phases of the incident
+        if work_note is not None:
+            args.update(work_note=work_note, work_note_id=work_note_id)
+        if state == "resolved":
+            args.update(close_code=sn["close_code"], close_notes=close_notes, attachment_match="name")
+
+        def work(incident):
+            if attachments:
+                # Each file once by name (a catch-up resolve's longer timeline does not come twice); only what exists.
+                args["attachments"] = [a for a in attachments if os.path.isfile(a)]
+            result = incident.call("servicenow", args)
+            if result.get("failed"):
+                return "failed", result.get("msg", "failed"), result
+            view = result.get("incident") or {}
+            with incident.lock:
+                incident.found["servicenow"] = {"key": view.get("number"), "number": view.get("number"),
+                                                "url": view.get("url"), "sys_id": view.get("sys_id"),
+                                                "state": view.get("state_name")}
+            detail = "%s %s" % (view.get("number"), view.get("state_name") or "")
+            if result.get("attached"):
+                detail += " +%d attached" % len(result["attached"])
+            return ("changed" if result.get("changed") else "ok"), detail, result
+        return Step(name, "servicenow", work, quiet=quiet)
+
+    def escalated(self):
+        return self.params["phase"] == "escalate" or any(r.get("action") == "escalate" for r in self.saved)
+
+    def tickets(self):
+        """The tickets known so far ({key, url}), Jira first."""
+        return [dict(self.found[name]) for name in ("ticket", "servicenow") if (self.found.get(name) or {}).get("key")]
+
+    def links(self):
+        """The cross-link steps still to do: the ServiceNow number in the Jira ticket (a comment once) and the Jira key
+        in the ServiceNow incident (a work note once), when both are known and the timeline has no such step yet."""
+        jira, sn = self.found.get("ticket") or {}, self.found.get("servicenow") or {}
+        if not (self.enabled("jira") and self.enabled("servicenow") and jira.get("key") and sn.get("number")):
+            return []
+        steps = []
+        if not self.linked("link servicenow", "jira"):
+            steps.append(self.ticket("link servicenow", "commented", comment="ServiceNow incident %s: %s" % (sn["number"], sn["url"]),
+                                     comment_id=self.key + "-servicenow-link"))
+        if not self.linked("link jira", "servicenow"):
+            steps.append(self.servicenow("link jira", "updated", work_note="Jira ticket %s: %s" % (jira["key"], jira["url"]),
+                                         work_note_id=self.key + "-jira-link"))
+        return steps
+
+    def linked(self, step, system):
+        return any(r.get("step") == step and r.get("system") == system and r.get("result") in ("ok", "changed")
+                   for r in self.saved)
+
     def channel(self, name, state, text=None, users=None, topic=None, blocks=None, message_id=None, transcript=None):
         if not self.enabled("slack"):
             return None
@@ -361,10 +475,10 @@ class Incident(object):
         def work(incident):
             call = dict(args)
             if state == "present":
-                ticket = incident.found.get("ticket")
-                call.update(text=text(ticket) if callable(text) else text, message_id=message_id,
+                tickets = incident.tickets()
+                call.update(text=text(tickets) if callable(text) else text, message_id=message_id,
                             blocks=blocks(incident) if callable(blocks) else blocks,
-                            topic=topic(ticket) if callable(topic) else topic,
+                            topic=topic(tickets) if callable(topic) else topic,
                             users=users(incident) if callable(users) else (users or []))
             elif state == "transcript":
                 call["transcript_path"] = transcript
@@ -382,14 +496,50 @@ class Incident(object):
             return ("changed" if result.get("changed") else "ok"), detail, result
         return Step(name, "slack", work)
 
-    def invitees(self):
-        slack = self.params["slack"]
-        people = list(slack["users"])
-        if slack["oncall_email_domain"]:
+    def teams(self, name, state, text=None, members=False, description=None, message_id=None, transcript=None):
+        """The Teams channel's step: present (find or create, add people, post once), transcript, closed."""
+        if not self.enabled("teams"):
+            return None
+        teams = self.params["teams"]
+        args = {"team": teams["team"], "incident_key": self.key, "name_prefix": teams["channel_prefix"],
+                "membership_type": teams["membership_type"], "state": state}
+        if state == "closed":
+            args.update(close_action=teams["close_action"], closed_prefix=teams["closed_prefix"])
+
+        def work(incident):
+            call = dict(args)
+            if state == "present":
+                tickets = incident.tickets()
+                call.update(text=text(tickets) if callable(text) else text, message_id=message_id, post_as=teams["post_as"],
+                            description=description(tickets) if callable(description) else description,
+                            owners=teams["owners"], members=incident.invitees("teams") if members else [])
+            elif state == "transcript":
+                call["transcript_path"] = transcript
+            result = incident.call("teams", call)
+            if result.get("failed"):
+                return "failed", result.get("msg", "failed"), result
+            channel = result.get("channel") or {}
+            with incident.lock:
+                incident.found["teams"] = dict(channel, message=result.get("message")) if channel else incident.found.get("teams")
+            detail = channel.get("displayName") or ""
+            if result.get("added"):
+                detail += " +%d added" % len(result["added"])
+            if result.get("message_count") is not None:
+                detail += " %d messages" % result["message_count"]
+            if channel.get("isArchived") and state == "closed":
+                detail += " archived"
+            return ("changed" if result.get("changed") else "ok"), detail, result
+        return Step(name, "teams", work)
+
+    def invitees(self, chat="slack"):
+        """Who a chat brings in: its own list, and the people on call in the paged groups as <target>@<domain>."""
+        settings = self.params[chat]
+        people = list(settings["users"] if chat == "slack" else settings["members"])
+        if settings["oncall_email_domain"]:
             for group in self.found.get("on_call") or []:
                 for member in group.get("members") or []:
                     if member.get("target_name"):
-                        people.append("%s@%s" % (member["target_name"], slack["oncall_email_domain"]))
+                        people.append("%s@%s" % (member["target_name"], settings["oncall_email_domain"]))
         return list(dict.fromkeys(people))
 
     def buttons(self):
@@ -405,55 +555,75 @@ class Incident(object):
             if style:
                 button["style"] = style
             elements.append(button)
-        return [{"type": "section", "text": {"type": "mrkdwn", "text": self.words.opening(self.found.get("ticket"))}},
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": self.words.opening(self.tickets())}},
                 {"type": "actions", "block_id": "selfheal-%s" % self.key, "elements": elements}]
+
+    def everywhere(self, name, message, slack_text=None, teams_text=None, comment_id=None, note_id=None, users=False):
+        """The same news on both desks and in both chats (progress, approval, escalation)."""
+        return [self.ticket(name, "present", comment=message, comment_id=comment_id),
+                self.servicenow(name, "present", work_note=message, work_note_id=note_id or comment_id),
+                self.channel(name, "present", text=slack_text or message,
+                             users=(lambda incident: incident.invitees("slack")) if users else None),
+                self.teams(name, "present", text=teams_text or message, members=users)]
 
     # phases ------------------------------------------------------------------------------------
     def open(self):
-        # The channel names the ticket and invites the people paged: it waits for them, but not for a system that
-        # does not answer (it then opens without the ticket's link; the ticket still comes, or is caught up later).
+        # The channels name the tickets and invite the people paged: they wait for them, but not for a system that
+        # does not answer (a channel then opens without that ticket's link; the ticket still comes, or is caught up
+        # later). The desks name each other once both are known (here, or in a later phase).
         self.stage([self.comment("remediation started", "%s for %s" % (STARTED_PREFIX, self.words.summary)),
                     self.page("page on-call", "triggered"),
-                    self.ticket("open ticket", "present")], wait=self.params["request_timeout"])
+                    self.ticket("open ticket", "present"),
+                    self.servicenow("open ticket", "present", work_note=self.words.with_run("Remediation started by selfheal.devops."),
+                                    work_note_id=self.key + "-opened")], wait=self.params["request_timeout"])
         self.stage([self.channel("open channel", "present", text=self.words.opening, topic=self.words.topic,
-                                 users=lambda incident: incident.invitees(), blocks=lambda incident: incident.buttons(),
-                                 message_id="opening")])
+                                 users=lambda incident: incident.invitees("slack"), blocks=lambda incident: incident.buttons(),
+                                 message_id="opening"),
+                    self.teams("open channel", "present", text=self.words.teams_opening, members=True,
+                               description=self.words.topic, message_id="opening")] + self.links())
         self.finish()
 
     def update(self, message):
-        self.stage([self.comment("progress", message),
-                    self.ticket("progress", "present", comment=message, comment_id="%s-progress-%s" % (self.key, _digest(message))),
-                    self.channel("progress", "present", text=message)])
+        digest = _digest(message)
+        self.stage([self.comment("progress", message)] + self.everywhere(
+            "progress", message, comment_id="%s-progress-%s" % (self.key, digest)))
+        self.stage(self.links())
 
     def escalate(self, message):
         oncall = self.params["oncall"]
+        text = "Automatic remediation did not fix it; escalated to a human. " + message
         self.stage([self.comment("escalated", "%s to a human: %s" % (ESCALATED, message)),
                     self.page("escalate page", "triggered", key=self.key + "-escalated",
                               groups=oncall["escalation_groups"] or oncall["groups"],
-                              comment="Automatic remediation did not fix it: " + message),
-                    self.ticket("escalated", "present", comment="Automatic remediation did not fix it; escalated to a "
-                                "human. " + message, comment_id="%s-escalated-%s" % (self.key, _digest(message))),
-                    self.channel("escalated", "present", users=lambda incident: incident.invitees(),
-                                 text=":warning: Automatic remediation did not fix it; escalated to a human. " + message)])
+                              comment="Automatic remediation did not fix it: " + message)] + self.everywhere(
+            "escalated", text, slack_text=":warning: " + text, teams_text="**Escalated**: " + text,
+            comment_id="%s-escalated-%s" % (self.key, _digest(message)), users=True))
+        self.stage(self.links())
 
     def resolve(self, message, fix_records):
-        transcript = os.path.join(self.params["timeline_dir"], self.key + "-slack.md")
-        first = self.stage([
+        transcripts = {"slack": os.path.join(self.params["timeline_dir"], self.key + "-slack.md"),
+                       "teams": os.path.join(self.params["timeline_dir"], self.key + "-teams.md")}
+        self.stage([
             self.comment("resolved", "%s: %s" % (RESOLVED, message), close=self.params["dynatrace"]["close"]),
             self.page("resolve page", "resolved"),
-            self.channel("outcome", "present", text=":white_check_mark: %s: %s" % (RESOLVED, message),
-                         message_id="resolved"),
-            # Catch-up: the ticket is opened here when the open phase could not (Jira down, budget spent).
-            self.ticket("open ticket", "present", quiet=True)])
-        if "outcome" in first:
-            self.stage([self.channel("transcript", "transcript", transcript=transcript)])
+            self.channel("outcome", "present", text=":white_check_mark: %s: %s" % (RESOLVED, message), message_id="resolved"),
+            self.teams("outcome", "present", text="**%s**: %s" % (RESOLVED, message), message_id="resolved"),
+            # Catch-up: a ticket is opened here when the open phase could not (its desk down, budget spent).
+            self.ticket("open ticket", "present", quiet=True),
+            self.servicenow("open ticket", "present", quiet=True)])
+        # Each chat's transcript (after its outcome, so it is in it) for every ticket, and the cross-links.
+        self.stage([self.channel("transcript", "transcript", transcript=transcripts["slack"]),
+                    self.teams("transcript", "transcript", transcript=transcripts["teams"])] + self.links())
         timeline = self.save(fix_records + self.records("resolve"))
         self.steps = []
-        files = [self.timeline_path] + ([transcript] if self.enabled("slack") else [])
-        comment = "Resolved by selfheal.devops: %s\n\n%s" % (message, timeline_markdown(self.key, timeline))
-        self.stage([self.ticket("resolve ticket", "resolved", comment=comment, comment_id=self.key + "-resolved",
-                                attachments=files),
-                    self.channel("archive channel", "archived")])
+        files = [self.timeline_path] + [transcripts[chat] for chat in CHATS if self.enabled(chat)]
+        text = "Resolved by selfheal.devops: %s" % message if message else "Resolved by selfheal.devops."
+        self.stage([self.ticket("resolve ticket", "resolved", comment="%s\n\n%s" % (text, timeline_markdown(self.key, timeline)),
+                                comment_id=self.key + "-resolved", attachments=files),
+                    self.servicenow("resolve ticket", "resolved", close_notes=text, work_note=timeline_text(self.key, timeline),
+                                    work_note_id=self.key + "-resolved", attachments=files),
+                    self.channel("archive channel", "archived"),
+                    self.teams("archive channel", "closed")])
 
     def approve(self, decision_dir, approve_response):
         """Wait for the first answer: a decision file written by an event source (callback or Slack button), or
@@ -469,8 +639,9 @@ class Incident(object):
             text = "Approved%s (%s, %s): running the fix." % (decided_by, answer.get("response"), answer.get("source"))
         else:
             text = "Not approved (%s%s): no automatic fix." % (answer.get("response"), decided_by)
-        self.stage([self.ticket("approval", "present", comment=text, comment_id="%s-approval" % self.key),
-                    self.channel("approval", "present", text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text)])
+        self.stage(self.everywhere("approval", text, comment_id="%s-approval" % self.key,
+                                   slack_text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text))
+        self.stage(self.links())
         return answer
 
     def _wait(self, decision_dir, approve_response):

@@ -161,16 +161,17 @@ def plan_state(params, record, body, result, before, after):
     before["state"], after["state"] = name_from, servicenow.STATE_NAMES[target]
 
 
-def plan_attachments(service, record, files):
-    """Files the incident lacks: no attachment of that name with the same hash (or size, without a hash)."""
+def plan_attachments(service, record, files, match="content"):
+    """Files the incident lacks: no attachment of that name with the same hash (or size, without a hash); with
+    match=name, no attachment of that name at all."""
     if not files:
         return [], []
     have = service.attachments(TABLE, servicenow.value(record, "sys_id")) if record is not None else []
     names = sorted(a.get("file_name") for a in have)
     missing = []
     for name, path, size, digest in files:
-        same_file = [a for a in have if a.get("file_name") == name and (
-            a.get("hash") == digest if a.get("hash") else str(a.get("size_bytes")) == str(size))]
+        same_file = [a for a in have if a.get("file_name") == name and (match == "name" or (
+            a.get("hash") == digest if a.get("hash") else str(a.get("size_bytes")) == str(size)))]
         if not same_file:
             missing.append((name, path))
     return missing, names
@@ -194,7 +195,7 @@ def run(module, service, result):
     if record is not None:
         plan_state(params, record, body, result, before, after)
         result["updated_fields"] = sorted(f for f in body if f not in ("work_notes", "comments", "state"))
-    missing, have_names = plan_attachments(service, record, files)
+    missing, have_names = plan_attachments(service, record, files, params["attachment_match"])
 
     if record is None:
         result["created"] = True
@@ -269,6 +270,7 @@ def argument_spec():
         close_code=dict(type="str", default="Solution provided"),
         close_notes=dict(type="str"),
         attachments=dict(type="list", elements="path", default=[]),
+        attachment_match=dict(type="str", choices=["content", "name"], default="content"),
     )
 
 

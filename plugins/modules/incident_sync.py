@@ -13,25 +13,33 @@ short_description: Open, update, approve, resolve or escalate an incident in eve
 version_added: 0.1.0
 description:
   - One module run per phase of an incident, for the C(selfheal.devops.incident) role. The systems - the Dynatrace
-    problem (comment, close), the on-call page (xMatters or PagerDuty), the Jira ticket and the Slack channel - are
-    written B(concurrently), each by the very logic of its own module (M(selfheal.devops.dynatrace_problem),
-    M(selfheal.devops.oncall_notify), M(selfheal.devops.jira_incident), M(selfheal.devops.slack_channel)), with the
-    same checks, idempotence on the incident key, retries and errors. A step that needs another's result runs in a later
-    stage (the channel's opening message names the ticket and invites the people paged; the ticket's resolution
-    carries the channel's transcript).
-  - "Phases: V(open) - comment that remediation started, page, ticket, then the channel with the responders (and, with
-    O(slack.buttons), Approve / Ignore / Run fix again / Escalate buttons for the C(selfheal.devops.slack_actions)
-    source). V(approve) - wait for the first answer (a decision written by an event source into O(decision_dir), or
-    the xMatters page's first response) and tell the ticket and the channel who decided. V(update) - progress
-    everywhere. V(resolve) - outcome comment and close, page resolved, outcome in the channel, transcript exported,
-    the ticket opened if it still is not (catch-up), then resolved with the timeline and the transcript attached, and
-    the channel archived. V(escalate) - comment, escalation page, ticket comment, channel message. V(record) - only
-    append O(fix_records) to the timeline."
+    problem (comment, close), the on-call page (xMatters or PagerDuty), the service desks (a Jira ticket, a ServiceNow
+    incident, either or both) and the chats (a Slack channel, a Microsoft Teams channel, either or both) - are written
+    B(concurrently), each by the very logic of its own module (M(selfheal.devops.dynatrace_problem),
+    M(selfheal.devops.oncall_notify), M(selfheal.devops.jira_incident), M(selfheal.devops.servicenow_incident),
+    M(selfheal.devops.slack_channel), M(selfheal.devops.teams_channel)), with the same checks, idempotence on the
+    incident key, retries and errors. A step that needs another's result runs in a later stage (the channels' opening
+    messages name the tickets and bring in the people paged; each desk names the other; every ticket's resolution
+    carries every chat's transcript).
+  - "Phases: V(open) - comment that remediation started, page, the tickets, then the channels with the responders
+    (and, with O(slack.buttons), Approve / Ignore / Run fix again / Escalate buttons for the
+    C(selfheal.devops.slack_actions) source) and the cross-links between the desks. V(approve) - wait for the first
+    answer (a decision written by an event source into O(decision_dir), or the xMatters page's first response) and
+    tell the tickets and the channels who decided. V(update) - progress everywhere. V(resolve) - outcome comment and
+    close, page resolved, outcome in the channels, each ticket opened if it still is not (catch-up), the channels'
+    transcripts exported, then each ticket resolved with the timeline and every transcript attached (ServiceNow with
+    O(servicenow.close_code) and close notes), and the channels archived. V(escalate) - comment, escalation page,
+    ticket comments and work notes, channel messages. V(record) - only append O(fix_records) to the timeline."
+  - "Cross-links, when both desks are on: the ServiceNow incident's number and link in the Jira ticket (a comment, once)
+    and the Jira key and link in the ServiceNow incident (a work note, once), written as soon as both are known (in
+    the phase that learns the second one) and recorded in the timeline (steps C(link servicenow) and C(link jira))."
   - Every step is appended to the incident's timeline (C(<timeline_dir>/<incident_key>.json)) with its real start,
     end and result, in one locked, atomic write per stage. A failing system never fails the module - its error is in
     RV(errors) and the timeline - and a system still answering when O(budget) is spent is recorded as failed and
     left behind; every write being idempotent on the incident key (and a write whose answer was lost being looked up
     before it is sent again), the next phase catches it up exactly once.
+  - Each system fails on its own - a desk or chat that is down, refuses the credentials or the input (an unknown
+    assignment group, a team that does not exist) is one failed step, named in RV(errors), while the others go on.
   - An incident already resolved is not opened again (nothing is written).
   - The phases of one incident run one after the other (a lock file beside its timeline), so a V(resolve) started while
     an V(open) runs in the background waits for it (at most O(budget) seconds); the two never race to create the
@@ -74,7 +82,9 @@ options:
     elements: dict
     default: []
   timeline_dir:
-    description: Where the timeline (and the Slack transcript) of each incident is kept on the controller.
+    description:
+      - Where the timeline (C(<incident_key>.json)) and the chats' transcripts (C(<incident_key>-slack.md),
+        C(<incident_key>-teams.md)) of each incident are kept on the controller.
     type: path
     default: /var/tmp/selfheal/incidents
   decision_dir:
@@ -208,6 +218,40 @@ options:
         description: Its request type.
         type: str
         default: ""
+  servicenow:
+    description:
+      - The ServiceNow incident's part (M(selfheal.devops.servicenow_incident)); short description, description, urgency
+        and impact (from the problem's severity), the configuration item (the problem's first host) and the notes come
+        from the incident.
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: One ServiceNow incident per incident key (its C(correlation_id)).
+        type: bool
+        default: false
+      assignment_group:
+        description: Assignment group name or C(sys_id); an unknown one fails the ServiceNow step (nothing is written there).
+        type: str
+        default: ""
+      correlation_display:
+        description: The incident's C(correlation_display), part of the lookup.
+        type: str
+        default: selfheal.devops
+      severity_map:
+        description:
+          - Overrides of the Dynatrace severity to urgency / impact mapping (see M(selfheal.devops.servicenow_incident)).
+            On V(escalate) the urgency becomes 1 (high), and stays so in the later phases.
+        type: dict
+        default: {}
+      fields:
+        description: Other incident fields by column name (for example C(category), C(caller_id)).
+        type: dict
+        default: {}
+      close_code:
+        description: Resolution code set on resolve (the close notes say what the fix did).
+        type: str
+        default: Solution provided
   slack:
     description: The Slack channel's part.
     type: dict
@@ -238,11 +282,65 @@ options:
         description: Put Approve / Ignore / Run fix again / Escalate buttons on the opening message.
         type: bool
         default: false
+  teams:
+    description:
+      - The Microsoft Teams channel's part (M(selfheal.devops.teams_channel)); messages are posted once each, as the
+        app's bot unless O(teams.post_as=graph).
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: One channel per incident in O(teams.team).
+        type: bool
+        default: false
+      team:
+        description: The team (id or display name); required when O(teams.enabled).
+        type: str
+        default: ""
+      channel_prefix:
+        description: Channel name prefix (the name is the prefix and the incident key).
+        type: str
+        default: inc-
+      membership_type:
+        description: V(standard) (the team's members) or V(private) (needs O(teams.owners)).
+        type: str
+        default: standard
+        choices: [standard, private]
+      members:
+        description: People added (user principal names, e-mail addresses or object ids).
+        type: list
+        elements: str
+        default: []
+      owners:
+        description: Owners of a private channel.
+        type: list
+        elements: str
+        default: []
+      oncall_email_domain:
+        description: Add the paged xMatters people as C(<target name>@<this domain>).
+        type: str
+        default: ""
+      post_as:
+        description: V(bot) (the app's bot, application permissions) or V(graph) (a delegated token).
+        type: str
+        default: bot
+        choices: [bot, graph]
+      close_action:
+        description: What resolve does with the channel - V(archive) it, V(rename) it with O(teams.closed_prefix), or both.
+        type: list
+        elements: str
+        default: [archive]
+        choices: [archive, rename]
+      closed_prefix:
+        description: Prefix of a renamed channel.
+        type: str
+        default: closed-
   connections:
     description:
       - Connection options per system, as the system's module takes them (C(url), C(api_token), C(user), C(token),
         C(xmatters_url), ...); what is not given falls back to the same environment variables as the modules
-        (E(DYNATRACE_URL), E(JIRA_TOKEN), E(SLACK_TOKEN), E(XMATTERS_PASSWORD), ...).
+        (E(DYNATRACE_URL), E(JIRA_TOKEN), E(SERVICENOW_PASSWORD), E(SLACK_TOKEN), E(MSGRAPH_CLIENT_SECRET),
+        E(XMATTERS_PASSWORD), ...).
     type: dict
     default: {}
     suboptions:
@@ -258,8 +356,16 @@ options:
         description: Options of M(selfheal.devops.jira_incident)'s connection.
         type: dict
         default: {}
+      servicenow:
+        description: Options of M(selfheal.devops.servicenow_incident)'s connection.
+        type: dict
+        default: {}
       slack:
         description: Options of M(selfheal.devops.slack_channel)'s connection.
+        type: dict
+        default: {}
+      teams:
+        description: Options of M(selfheal.devops.teams_channel)'s connection.
         type: dict
         default: {}
 author:
@@ -290,6 +396,17 @@ EXAMPLES = r"""
     text: web restarted on web-01, healthy.
     jira: {project: OPS, resolution: Fixed}
     slack: {enabled: true}
+
+- name: Open it in ServiceNow and Microsoft Teams as well
+  selfheal.devops.incident_sync:
+    phase: open
+    incident_key: "{{ ansible_eda.event.incident_key }}"
+    problem: "{{ ansible_eda.event.problem }}"
+    oncall: {provider: xmatters, groups: [Ops Primary]}
+    jira: {project: OPS}
+    servicenow: {enabled: true, assignment_group: Linux Operations}
+    slack: {enabled: true, oncall_email_domain: example.com}
+    teams: {enabled: true, team: Operations, oncall_email_domain: example.com}
 """
 
 RETURN = r"""
@@ -314,8 +431,18 @@ ticket:
   description: The Jira ticket (key, url, status) when a step learnt it.
   returned: when known
   type: dict
+servicenow:
+  description: The ServiceNow incident (number, url, sys_id, state) when a step learnt it.
+  returned: when known
+  type: dict
+  sample: {"key": "INC0010001", "number": "INC0010001", "sys_id": "9d385017c611228701d22104cc95c371", "state": "New",
+           "url": "https://example.service-now.com/nav_to.do?uri=incident.do?sys_id=9d385017c611228701d22104cc95c371"}
 channel:
   description: The Slack channel when a step learnt it.
+  returned: when known
+  type: dict
+teams:
+  description: The Microsoft Teams channel (id, displayName, webUrl, isArchived, message) when a step learnt it.
   returned: when known
   type: dict
 approval:
@@ -368,12 +495,25 @@ def argument_spec():
             components=dict(type="list", elements="str", default=[]), resolved_status=dict(type="str", default=""),
             resolution=dict(type="str", default=""), service_desk_id=dict(type="str", default=""),
             request_type_id=dict(type="str", default=""))),
+        servicenow=dict(type="dict", default={}, options=dict(
+            enabled=dict(type="bool", default=False), assignment_group=dict(type="str", default=""),
+            correlation_display=dict(type="str", default="selfheal.devops"), severity_map=dict(type="dict", default={}),
+            fields=dict(type="dict", default={}), close_code=dict(type="str", default="Solution provided"))),
         slack=dict(type="dict", default={}, options=dict(
             enabled=dict(type="bool", default=False), channel_prefix=dict(type="str", default="inc-"),
             private=dict(type="bool", default=False), users=dict(type="list", elements="str", default=[]),
             oncall_email_domain=dict(type="str", default=""), buttons=dict(type="bool", default=False))),
+        teams=dict(type="dict", default={}, options=dict(
+            enabled=dict(type="bool", default=False), team=dict(type="str", default=""),
+            channel_prefix=dict(type="str", default="inc-"),
+            membership_type=dict(type="str", default="standard", choices=["standard", "private"]),
+            members=dict(type="list", elements="str", default=[]), owners=dict(type="list", elements="str", default=[]),
+            oncall_email_domain=dict(type="str", default=""), post_as=dict(type="str", default="bot", choices=["bot", "graph"]),
+            close_action=dict(type="list", elements="str", default=["archive"], choices=["archive", "rename"]),
+            closed_prefix=dict(type="str", default="closed-"))),
         connections=dict(type="dict", default={}, no_log=True, options=dict(
-            dynatrace=dict(any_dict), oncall=dict(any_dict), jira=dict(any_dict), slack=dict(any_dict))),
+            dynatrace=dict(any_dict), oncall=dict(any_dict), jira=dict(any_dict), servicenow=dict(any_dict),
+            slack=dict(any_dict), teams=dict(any_dict))),
     )
 
 
@@ -386,6 +526,10 @@ def check(params):
         return "max_retries and max_retry_wait must be 0 or more"
     if params["oncall"]["approval_timeout"] <= 0 or params["oncall"]["approval_poll_interval"] < 0.2:
         return "oncall.approval_timeout must be more than 0 and oncall.approval_poll_interval at least 0.2 s"
+    if params["teams"]["enabled"] and not params["teams"]["team"].strip():
+        return "teams.team is required when teams.enabled is true (the team the incident channels are opened in)"
+    if params["teams"]["enabled"] and not params["teams"]["close_action"]:
+        return "teams.close_action needs archive, rename or both"
     return None
 
 
@@ -427,7 +571,7 @@ def run_phase(module, incident):
     records = fix + incident.records(phase)
     timeline = incident.save(records) if records else incident.saved
     result.update(records=records, timeline=timeline, errors=incident.errors, changed=bool(records) or incident.written)
-    for name in ("ticket", "channel"):
+    for name in ("ticket", "servicenow", "channel", "teams"):
         if incident.found.get(name):
             result[name] = incident.found[name]
     return result

@@ -29,7 +29,8 @@ description:
   - O(state=resolved) sets state Resolved with O(close_code) and O(close_notes); O(state=closed) sets state Closed
     (also from Resolved). Nothing happens when the incident is already there.
   - O(attachments) uploads each file once; a file is skipped when the incident has an attachment of that name with
-    the same SHA-256 hash (or, when the instance reports no hash, the same size).
+    the same SHA-256 hash (or, when the instance reports no hash, the same size), or of that name only (see
+    O(attachment_match)).
   - All changes of one run go in one C(POST) or C(PATCH) (plus one upload per new attachment).
 author:
   - selfheal.devops contributors (@selfheal-devops)
@@ -146,6 +147,15 @@ options:
     type: list
     elements: path
     default: []
+  attachment_match:
+    description:
+      - When a file counts as attached already. V(content) - the incident has an attachment of that name with the
+        same SHA-256 hash (or, when the instance reports no hash, the same size), so a changed file is attached
+        again. V(name) - the incident has an attachment of that name, whatever its content (a file that grows, such
+        as an incident's timeline, is attached once).
+    type: str
+    choices: [content, name]
+    default: content
 notes:
   - Roles - C(itil) (read and write incidents, add attachments); reading C(sys_user_group) and C(cmdb_ci) too.
   - Work notes and comments are read back from the journal fields' display values, which the Table API returns

@@ -19,7 +19,8 @@ def params(tmp_path, budget=5.0):
     return {"incident_key": "dt-P-7", "problem": PROBLEM, "run_url": "", "budget": budget, "timeline_dir": str(tmp_path),
             "request_timeout": 1, "max_retries": 0, "max_retry_wait": 0, "connections": {}, "phase": "open",
             "dynatrace": {"enabled": True, "close": True}, "oncall": {"provider": "", "groups": [], "approval_timeout": 300},
-            "jira": {"project": ""}, "slack": {"enabled": False, "buttons": False}}
+            "jira": {"project": ""}, "slack": {"enabled": False, "buttons": False}, "servicenow": {"enabled": False},
+            "teams": {"enabled": False}}
 
 
 def test_the_words_of_the_records():
@@ -27,10 +28,10 @@ def test_the_words_of_the_records():
     assert words.summary == "P-7: Process unavailable: web on web-01"
     assert "- Incident key: `dt-P-7`" in words.description() and "[P-7](https://dt.example" in words.description()
     assert "Remediation run: [https://awx.example/jobs/9]" in words.description()
-    opening = words.opening({"key": "OPS-3", "url": "https://jira.example/browse/OPS-3"})
+    opening = words.opening([{"key": "OPS-3", "url": "https://jira.example/browse/OPS-3"}])
     assert opening.startswith(":rotating_light: *P-7: Process unavailable: web on web-01*")
     assert "Ticket: <https://jira.example/browse/OPS-3|OPS-3>" in opening
-    assert words.topic({"key": "OPS-3"}).endswith("| OPS-3") and len(words.topic() * 10) > 250 >= len(words.topic())
+    assert words.topic([{"key": "OPS-3"}]).endswith("| OPS-3") and len(words.topic() * 10) > 250 >= len(words.topic())
 
 
 def test_steps_run_side_by_side_and_a_slow_one_is_left_behind_as_failed(tmp_path):
@@ -43,8 +44,8 @@ def test_steps_run_side_by_side_and_a_slow_one_is_left_behind_as_failed(tmp_path
         return work
 
     started = time.monotonic()
-    done = incident.stage([_incident.Step("a", "dynatrace", sleeps(0.3)), _incident.Step("b", "jira", sleeps(0.3)),
-                           _incident.Step("hangs", "slack", sleeps(30))])
+    done = dict((step.name, step) for step in incident.stage([_incident.Step("a", "dynatrace", sleeps(0.3)), _incident.Step("b", "jira", sleeps(0.3)),
+                           _incident.Step("hangs", "slack", sleeps(30))]))
     took = time.monotonic() - started
     assert 0.9 <= took < 1.6  # the two quick ones together (not one after the other), then the budget
     assert done["a"].result == done["b"].result == "changed"
