@@ -20,6 +20,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"
                 os.path.join(ROOT, "tests", "integration", "roles")]
 
 import bluegreen_estate  # noqa: E402
+import chatops  # noqa: E402
 import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
 import credentials  # noqa: E402
 import estate  # noqa: E402
@@ -184,12 +185,16 @@ def bluegreen(sandbox, loop):
     return finish(sandbox, problem, key, path, detected, healed)
 
 
-def approved_crash(sandbox, loop, supervisor):
-    say("== Incident 4: process crash in approve mode (the service is tagged selfheal_mode:approve) ==")
+def approved_crash(sandbox, loop, supervisor, answer_via="slack", quiet=False):
+    """A crash in approve mode: nothing is restarted until the on-call engineer answers, by clicking "Approve fix" in
+    the incident's Slack channel (answer_via="slack") or picking Approve in xMatters ("xmatters")."""
+    if not quiet:
+        say("== Incident 4: process crash in approve mode (the service is tagged selfheal_mode:approve) ==")
     old = supervisor.pid()
     estate.kill(old)
     estate.wait_until(lambda: supervisor.pid() == 0, what="supervisor to see the crash")
-    step("killed the web service (PID %d) again; this time its Dynatrace tags ask for approval" % old)
+    if not quiet:
+        step("killed the web service (PID %d) again; this time its Dynatrace tags ask for approval" % old)
     detected = time.time()
     problem, key, path = report_problem(sandbox, loop, {
         "title": "Process unavailable: web", "severity": "AVAILABILITY", "entities": [{"type": "HOST", "name": "web-01"}],
@@ -198,27 +203,49 @@ def approved_crash(sandbox, loop, supervisor):
     def page():
         return [e for e in sandbox.state()["xmatters"]["events"] if e["name"].startswith(problem["displayId"])]
 
+    def buttons():
+        slack = sandbox.state()["slack"]
+        channel = next((c for c in slack["channels"].values() if c["name"] == "inc-" + key.lower()), None)
+        return channel and any("selfheal_approve" in json.dumps(m.get("blocks") or [])
+                               for m in slack["messages"].get(channel["id"], []))
+
     estate.wait_until(page, timeout=60, what="the page with the response options")
-    step("xMatters paged the on-call engineer with the options %s; the service is still down (PID %d)"
-         % (" / ".join(o["text"] for o in page()[0]["responseOptions"]), supervisor.pid()))
-    sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page()[0]["id"], "response": "Approve",
-                                                        "recipient": "oncall.primary"})
-    step("oncall.primary picked Approve (a simulated responder, through the sandbox)")
+    if answer_via == "slack":
+        estate.wait_until(buttons, timeout=60, what="the approval buttons in the incident channel")
+    if not quiet:
+        step("xMatters paged the on-call engineer with the options %s and the channel shows Approve / Ignore buttons; "
+             "the service is still down (PID %d)" % (" / ".join(o["text"] for o in page()[0]["responseOptions"]),
+                                                     supervisor.pid()))
+    answered = time.time()
+    if answer_via == "slack":
+        sandbox.call("POST", "/_sandbox/slack/click", {"channel": "inc-" + key.lower(), "user": "U0ONCALL01",
+                                                       "action_id": "selfheal_approve"})
+        if not quiet:
+            step("oncall-primary clicked \"Approve fix\" in #inc-%s (a simulated responder, through the sandbox's Slack)"
+                 % key.lower())
+    else:
+        sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": page()[0]["id"], "response": "Approve",
+                                                            "recipient": "oncall.primary"})
+        if not quiet:
+            step("oncall.primary picked Approve in xMatters (a simulated responder, through the sandbox)")
     estate.wait_until(lambda: estate.healthy(supervisor.port) and supervisor.pid() not in (0, old), timeout=120,
                       what="the service to come back")
     healed = time.time()
-    step("web service healthy again with PID %d" % supervisor.pid())
-    return finish(sandbox, problem, key, path, detected, healed)
+    if not quiet:
+        step("web service healthy again with PID %d" % supervisor.pid())
+    return dict(finish(sandbox, problem, key, path, detected, healed, quiet), answered=answered)
 
 
-def start_loop(workdir, max_restarts=3):
+def start_loop(workdir, max_restarts=3, source=rulebook_harness.ROOT, inventory_vars=None, env=None, with_chatops=True):
     """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
 
     max_restarts is the crash-loop guard's limit per 15 minutes (a benchmark that crashes the service many
-    times in a row raises it; otherwise the guard rightly escalates instead of restarting)."""
+    times in a row raises it; otherwise the guard rightly escalates instead of restarting). A benchmark may run
+    the collection of another checkout (source), change inventory variables and add environment variables; with_chatops
+    also starts the chatops activation (responders' answers from xMatters callbacks and Slack)."""
     sandbox = supervisor = activation = bluegreen_ = None
     try:
-        collections = rulebook_harness.install_collection(workdir)
+        collections = rulebook_harness.install_collection(workdir, source)
         sandbox = conftest.start_sandbox()
         supervisor = estate.Supervisor(workdir)
         bluegreen_ = bluegreen_estate.Estate(routers=("nginx",), active="green", workdir=workdir)
@@ -242,14 +269,18 @@ def start_loop(workdir, max_restarts=3):
             incident_decision_dir=os.path.join(workdir, "decisions"),
             remediation_db=os.path.join(workdir, "remediations.db")),
             "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
+        inventory["all"]["vars"].update(inventory_vars or {})
         variables = {"selfheal_webhook_port": port, "selfheal_webhook_token": TOKEN,
                      "selfheal_state_file": os.path.join(workdir, "state", "dynatrace.db")}
         activation = rulebook_harness.Activation("selfheal.devops.self_healing", collections, variables=variables,
-                                                 inventory=inventory, env=credentials.environment(sandbox.url),
+                                                 inventory=inventory,
+                                                 env=dict(credentials.environment(sandbox.url), **(env or {})),
                                                  workdir=os.path.join(workdir, "eda"), print_events=False)
         activation.workdir, activation.port, activation.disk = workdir, port, disk if mounted else None
-        activation.bluegreen = bluegreen_
+        activation.bluegreen, activation.chatops = bluegreen_, None
         activation.start()
+        if with_chatops:
+            activation.chatops = chatops.start(collections, sandbox, workdir, inventory, os.path.join(workdir, "decisions"))
         activation.wait_for_url("http://127.0.0.1:%d/dynatrace/problems/health" % port, timeout=120)
         sandbox.call("POST", "/_sandbox/dynatrace/webhook", {
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port, "headers": {"Authorization": "Bearer " + TOKEN}})
@@ -261,6 +292,9 @@ def start_loop(workdir, max_restarts=3):
 
 def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
     if activation is not None:
+        if getattr(activation, "chatops", None) is not None:
+            chatops.stop(sandbox, activation.chatops)
+            shutil.rmtree(os.path.join(activation.chatops.workdir, "tmp"), ignore_errors=True)
         try:
             activation.wait_idle(timeout=60)  # the last incident's closed-problem run, say: never cut a run short
         except AssertionError:

@@ -26,6 +26,10 @@ PAGERDUTY_ROUTING_KEY = "R0UT1NGK3Y5ANDB0X000000000000001"   # 32 characters
 PAGERDUTY_PREFIX = "/pagerduty"          # Events v2: /pagerduty/v2/enqueue
 
 KEPTN_TOKEN = "keptn-sandbox-api-token-0001"
+
+# Inbound: what the sandbox signs Slack's requests with, and the token of its xMatters response callbacks.
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+ONCALL_CALLBACK_TOKEN = "oncall-callback-sandbox-token-0001"
 KEPTN_PREFIX = "/keptn"                  # gateway: /keptn/api/v1/..., /keptn/api/controlPlane/..., ...
 
 
@@ -59,6 +63,8 @@ def environment(base_url):
         "JIRA_TOKEN": JIRA_TOKEN,
         "SLACK_API_URL": base_url + SLACK_PREFIX,
         "SLACK_TOKEN": SLACK_TOKEN,
+        "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
+        "ONCALL_CALLBACK_TOKEN": ONCALL_CALLBACK_TOKEN,
         "XMATTERS_URL": base_url + XMATTERS_PREFIX,
         "XMATTERS_USER": XMATTERS_USER,
         "XMATTERS_PASSWORD": XMATTERS_PASSWORD,
@@ -81,5 +87,6 @@ def environment(base_url):
 
 
 SECRETS = (DYNATRACE_TOKEN, JIRA_TOKEN, JIRA_PAT, SLACK_TOKEN, XMATTERS_PASSWORD, PAGERDUTY_ROUTING_KEY, KEPTN_TOKEN)
+SECRETS += (SLACK_SIGNING_SECRET, ONCALL_CALLBACK_TOKEN)
 SECRETS += (SERVICENOW_PASSWORD, SERVICENOW_NOROLE_PASSWORD, SERVICENOW_CLIENT_SECRET, MSGRAPH_CLIENT_SECRET,
             MSGRAPH_DELEGATED_TOKEN)

@@ -18,12 +18,12 @@ free_port = estate.free_port
 wait_until = estate.wait_until
 
 
-def install_collection(dest):
-    """Build the collection tarball and install it under dest/ansible_collections; return dest."""
+def install_collection(dest, source=ROOT):
+    """Build the collection tarball (from source, the clone by default) and install it under dest; return the path."""
     build = os.path.join(dest, "dist")
     os.makedirs(build, exist_ok=True)
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", build, ROOT],
-                   check=True, capture_output=True, text=True, cwd=ROOT)
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", build, source],
+                   check=True, capture_output=True, text=True, cwd=source)
     tarball = [name for name in os.listdir(build) if name.endswith(".tar.gz")][0]
     subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p",
                     os.path.join(dest, "collections"), os.path.join(build, tarball)],
@@ -43,7 +43,7 @@ class Activation(object):
     """One ansible-rulebook process running a rulebook; its output goes to a log file (no pipe deadlocks)."""
 
     def __init__(self, rulebook, collections_path, variables=None, inventory=None, env=None, workdir=None, verbosity=1,
-                 print_events=True):
+                 print_events=True, env_vars=()):
         self.workdir = workdir or tempfile.mkdtemp(prefix="selfheal-eda-")
         os.makedirs(self.workdir, exist_ok=True)
         self.collections_path = collections_path
@@ -57,6 +57,7 @@ class Activation(object):
         self.env = env or {}
         self.verbosity = verbosity
         self.print_events = print_events
+        self.env_vars = list(env_vars)  # environment variables the rulebook reads as variables (--env-vars)
         self.process = None
         self._log = None
 
@@ -86,7 +87,7 @@ class Activation(object):
         })
         env.update(self.env)
         command = [os.path.join(BIN, "ansible-rulebook"), "-r", self.rulebook_path, "-i", self.inventory_path,
-                   "-e", self.vars_path] + (["--print-events"] if self.print_events else []) + ["-v"] * self.verbosity
+                   "-e", self.vars_path] + (["--env-vars", ",".join(self.env_vars)] if self.env_vars else []) + (["--print-events"] if self.print_events else []) + ["-v"] * self.verbosity
         self._log = open(self.log_path, "a" if self.process is not None else "w")  # a restart appends
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         cwd=self.workdir, start_new_session=True)
