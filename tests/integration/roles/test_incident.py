@@ -1,9 +1,11 @@
-"""The incident role against the sandbox (Dynatrace, xMatters, Jira Cloud) through real ansible-playbook:
-open -> update -> resolve writes every record once, a second run adds nothing, and a failing comms system is
-recorded and caught up at resolve instead of stopping the play."""
+"""The incident role against the sandbox (Dynatrace, xMatters, Jira Cloud, ServiceNow, Slack, Microsoft Teams) through
+real ansible-playbook: open -> update -> resolve writes every record once, a second run adds nothing, and a failing
+comms system is recorded and caught up at resolve instead of stopping the play; with both desks and both chats, each
+desk names the other once and carries both chats' transcripts."""
 
 import json
 
+import msgraph as sandbox_graph
 import pytest
 
 ROLE = "selfheal.devops.incident"
@@ -264,3 +266,186 @@ def test_the_first_answer_wins_whoever_gives_it(sandbox, sandbox_env, playbook, 
     [ticket] = tickets(sandbox, key)
     assert any("Approved by U0ONCALL02" in json.dumps(c["body"]) for c in ticket["comments"])
     assert [p.name for p in decisions.iterdir() if p.name.endswith(".decision.json")] == []  # used up, kept under another name
+
+
+# --- service desks and chats in any combination: Jira + ServiceNow + Slack + Teams -------------------------------
+
+def four_systems(settings):
+    settings.update(incident_service_desks=["jira", "servicenow"], incident_chats=["slack", "teams"],
+                    incident_servicenow_assignment_group="Linux Operations", incident_teams_team="Operations",
+                    incident_teams_oncall_email_domain="example.com")
+    return settings
+
+
+def sn_incidents(sandbox, key):
+    return [r for r in sandbox.state()["servicenow"]["tables"]["incident"].values() if r["correlation_id"] == key]
+
+
+def sn_journal(sandbox, record, element="work_notes"):
+    return [e["value"] for e in sandbox.state()["servicenow"]["journal"].get(record["sys_id"], []) if e["element"] == element]
+
+
+def sn_attachments(sandbox, record):
+    return dict((a["file_name"], a) for a in sandbox.state()["servicenow"]["attachments"].values()
+                if a["table_sys_id"] == record["sys_id"])
+
+
+def teams_channels(sandbox, key):
+    team = sandbox.state()["msgraph"]["teams"][sandbox_graph.OPS_TEAM]
+    return [c for c in team["channels"].values() if c["displayName"] in ("inc-" + key, "closed-inc-" + key)]
+
+
+def writes(sandbox, since=0):
+    """The requests after the first `since` that wrote to a desk or a chat (token requests are not writes)."""
+    entries = sandbox.requests()[since:]
+    desks = [e for e in entries if e["method"] != "GET" and e["path"].startswith(("/jira", "/servicenow/api", "/msgraph"))]
+    return desks + [e for e in entries if e["path"].startswith("/botframework")]
+
+
+def test_four_systems_open_update_resolve_each_record_once_linked_with_every_transcript(
+        sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = four_systems(settings)["incident_key"]
+    opened = playbook([role("open"), role("update", incident_message="Restarting web on web-01."),
+                       show("errors", "incident_errors")], extra_vars=settings, env=sandbox_env)
+    assert opened.rc == 0, opened.stdout[-3000:]
+    assert opened["errors"]["incident_errors"] == []
+    # Open and update again: every record is found in place, nothing is written to any desk or chat.
+    before = len(sandbox.requests())
+    again = playbook([role("open"), role("update", incident_message="Restarting web on web-01."),
+                      show("errors", "incident_errors")], extra_vars=settings, env=sandbox_env)
+    assert again.rc == 0 and again["errors"]["incident_errors"] == [], again.stdout[-3000:]
+    assert writes(sandbox, before) == []
+    run = playbook([role("resolve", incident_message="web restarted on web-01, healthy."), show("errors", "incident_errors"),
+                    show("timeline", "incident_timeline"), show("sn", "incident_servicenow_record"),
+                    show("teams", "incident_teams_channel")], extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    for played in (opened, again, run):
+        played.assert_no_secret()
+    assert run["errors"]["incident_errors"] == []
+
+    names = sorted([key + ".json", key + "-slack.md", key + "-teams.md"])
+    [ticket] = tickets(sandbox, key)
+    [record] = sn_incidents(sandbox, key)
+    assert ticket["fields"]["status"] == "Resolved" and sorted(a["filename"] for a in ticket["attachments"]) == names
+    bodies = [json.dumps(c["body"]) for c in ticket["comments"]]
+    assert sum("Restarting web on web-01." in b for b in bodies) == 1
+    assert sum(("ServiceNow incident %s" % record["number"]) in b for b in bodies) == 1
+
+    assert record["state"] == "6" and record["close_code"] == "Solution provided"
+    assert record["close_notes"] == "Resolved by selfheal.devops: web restarted on web-01, healthy."
+    assert (record["urgency"], record["impact"], record["correlation_display"]) == ("1", "1", "selfheal.devops")
+    groups = sandbox.state()["servicenow"]["tables"]["sys_user_group"]
+    cis = sandbox.state()["servicenow"]["tables"]["cmdb_ci"]
+    assert groups[record["assignment_group"]]["name"] == "Linux Operations" and cis[record["cmdb_ci"]]["name"] == "web-01"
+    notes = sn_journal(sandbox, record)
+    assert sum(("Jira ticket %s" % ticket["key"]) in n for n in notes) == 1
+    assert sum(n.startswith("Restarting web on web-01.") for n in notes) == 1
+    assert sum(n.startswith("Remediation started by selfheal.devops") for n in notes) == 1
+    assert sum(n.startswith("Timeline (%s)" % key) for n in notes) == 1 and len(notes) == 4
+    attached = sn_attachments(sandbox, record)
+    assert sorted(attached) == names
+
+    # Both transcripts, on both tickets, each with the progress posted in its chat.
+    for chat, heading in (("slack", "# Slack transcript of #inc-"), ("teams", "# Microsoft Teams transcript of Operations / inc-")):
+        name = "%s-%s.md" % (key, chat)
+        on_jira = sandbox.call_raw("GET", "/_sandbox/jira/cloud/attachments/" + [
+            a for a in ticket["attachments"] if a["filename"] == name][0]["id"])
+        on_sn = sandbox.call_raw("GET", "/_sandbox/servicenow/attachments/" + attached[name]["sys_id"])
+        assert on_jira == on_sn and heading in on_sn and "Restarting web on web-01." in on_sn, (chat, on_sn)
+        assert "web restarted on web-01, healthy." in on_sn  # the outcome, posted before the export
+
+    [channel] = teams_channels(sandbox, key)
+    assert channel["isArchived"] and channel["displayName"] == "inc-" + key
+    messages = [m["body"]["content"] for m in sandbox.state()["msgraph"]["messages"][channel["id"]]]
+    assert len(messages) == 3, messages
+    assert ticket["key"] in messages[0] and record["number"] in messages[0] and "Remediation started" in messages[0]
+    assert "Restarting web on web-01." in messages[1] and "Resolved" in messages[2]
+    users = sandbox.state()["msgraph"]["users"]
+    team = sandbox.state()["msgraph"]["teams"][sandbox_graph.OPS_TEAM]
+    in_team = set(users[m["userId"]]["userPrincipalName"] for m in team["members"])
+    assert {"oncall.primary@example.com", "oncall.secondary@example.com"} <= in_team  # the paged people
+    [slack_channel] = sandbox.state()["slack"]["channels"].values()
+    slack_texts = [m["text"] for m in sandbox.state()["slack"]["messages"][slack_channel["id"]]]
+    assert len(slack_texts) == 3 and ticket["key"] in slack_texts[0] and record["number"] in slack_texts[0]
+    assert slack_channel["topic"]["value"].endswith("| %s | %s" % (ticket["key"], record["number"]))
+
+    steps = [(r["action"], r["step"], r["system"], r["result"]) for r in run["timeline"]["incident_timeline"]]
+    for expected in [("open", "open ticket", "servicenow", "changed"), ("open", "open channel", "teams", "changed"),
+                     ("open", "link servicenow", "jira", "changed"), ("open", "link jira", "servicenow", "changed"),
+                     ("update", "progress", "servicenow", "changed"), ("update", "progress", "teams", "changed"),
+                     ("resolve", "transcript", "teams", "changed"), ("resolve", "resolve ticket", "servicenow", "changed"),
+                     ("resolve", "archive channel", "teams", "changed")]:
+        assert steps.count(expected) == 1, (expected, steps)
+    assert [s for s in steps if s[1].startswith("link")] == [("open", "link servicenow", "jira", "changed"),
+                                                             ("open", "link jira", "servicenow", "changed")]
+    assert run["sn"]["incident_servicenow_record"]["number"] == record["number"]
+    assert run["teams"]["incident_teams_channel"]["id"] == channel["id"]
+
+    # The whole incident again: it was resolved, so nothing is read or written anywhere.
+    before = len(sandbox.requests())
+    rerun = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert rerun.rc == 0, rerun.stdout[-3000:]
+    assert [e for e in sandbox.requests()[before:] if not e["path"].startswith("/_sandbox")] == []
+    assert len(sn_incidents(sandbox, key)) == 1 and len(teams_channels(sandbox, key)) == 1
+
+
+def test_servicenow_down_throughout_the_fix_does_not_stop_the_others_and_is_caught_up_at_resolve(
+        sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = four_systems(settings)["incident_key"]
+    settings.update(incident_max_retries=1, incident_max_retry_wait=5)
+    sandbox.fault("/servicenow/api/now/*", times=-1, status=503, headers={"Retry-After": "0"})
+    during = playbook([role("open"), role("update", incident_message="Restarting web on web-01."),
+                       show("errors", "incident_errors")], extra_vars=settings, env=sandbox_env)
+    assert during.rc == 0, during.stdout[-3000:]
+    errors = during["errors"]["incident_errors"]
+    assert [(e["step"], e["system"]) for e in errors] == [("open ticket", "servicenow"), ("progress", "servicenow")]
+    assert all("ServiceNow" in e["error"] and "503" in e["error"] and "Traceback" not in e["error"] for e in errors)
+    assert sn_incidents(sandbox, key) == []
+    [ticket] = tickets(sandbox, key)
+    assert len(teams_channels(sandbox, key)) == 1 and len(sandbox.state()["slack"]["channels"]) == 1
+    assert sum("Restarting web on web-01." in json.dumps(c["body"]) for c in ticket["comments"]) == 1
+
+    sandbox.call("DELETE", "/_sandbox/faults")  # ServiceNow is back for the resolution
+    run = playbook([role("resolve", incident_message="web restarted on web-01, healthy."),
+                    show("errors", "incident_errors"), show("timeline", "incident_timeline")], extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    run.assert_no_secret()
+    assert run["errors"]["incident_errors"] == []
+    [record] = sn_incidents(sandbox, key)
+    assert record["state"] == "6" and record["close_notes"].startswith("Resolved by selfheal.devops: web restarted")
+    assert sorted(sn_attachments(sandbox, record)) == sorted([key + ".json", key + "-slack.md", key + "-teams.md"])
+    notes = sn_journal(sandbox, record)
+    assert sum(("Jira ticket %s" % ticket["key"]) in n for n in notes) == 1
+    [ticket] = tickets(sandbox, key)
+    assert sum(("ServiceNow incident %s" % record["number"]) in json.dumps(c["body"]) for c in ticket["comments"]) == 1
+    assert ticket["fields"]["status"] == "Resolved" and len(ticket["attachments"]) == 3
+    steps = [(r["action"], r["step"], r["system"], r["result"]) for r in run["timeline"]["incident_timeline"]]
+    assert ("open", "open ticket", "servicenow", "failed") in steps and ("update", "progress", "servicenow", "failed") in steps
+    assert ("resolve", "open ticket", "servicenow", "changed") in steps
+    assert ("resolve", "link jira", "servicenow", "changed") in steps and ("resolve", "link servicenow", "jira", "changed") in steps
+
+
+def test_an_unknown_assignment_group_and_team_fail_their_own_step_clearly_and_create_nothing(
+        sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = four_systems(settings)["incident_key"]
+    settings.update(incident_servicenow_assignment_group="No Such Group", incident_teams_team="No Such Team")
+    run = playbook([role("open"), show("errors", "incident_errors")], extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    run.assert_no_secret()
+    errors = dict((e["system"], e["error"]) for e in run["errors"]["incident_errors"])
+    assert sorted(errors) == ["servicenow", "teams"], errors
+    assert "ServiceNow" in errors["servicenow"] and "No Such Group" in errors["servicenow"]
+    assert "No Such Team" in errors["teams"] and "Traceback" not in json.dumps(errors)
+    assert sn_incidents(sandbox, key) == [] and teams_channels(sandbox, key) == []
+    assert len(tickets(sandbox, key)) == 1 and len(sandbox.state()["slack"]["channels"]) == 1
+
+
+def test_a_listed_desk_or_chat_without_its_setting_is_refused_before_anything_is_written(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    settings.update(incident_jira_project="", incident_service_desks=["jira"], incident_chats=["teams"])
+    run = playbook([role("open")], extra_vars=settings, env=sandbox_env)
+    assert run.rc != 0 and "listing jira needs incident_jira_project" in run.stdout
+    assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
