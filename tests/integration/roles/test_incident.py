@@ -449,3 +449,52 @@ def test_a_listed_desk_or_chat_without_its_setting_is_refused_before_anything_is
     run = playbook([role("open")], extra_vars=settings, env=sandbox_env)
     assert run.rc != 0 and "listing jira needs incident_jira_project" in run.stdout
     assert [e for e in sandbox.requests() if not e["path"].startswith("/_sandbox")] == []
+
+
+def test_four_systems_approve_and_escalate_reach_every_desk_and_chat(sandbox, sandbox_env, playbook, incident):
+    import threading
+
+    import estate
+
+    problem, settings = incident
+    key = four_systems(settings)["incident_key"]
+    settings.update(incident_servicenow_severity_map={"AVAILABILITY": {"urgency": 3, "impact": 2}},
+                    incident_oncall_escalation_groups=["Database"])
+    tasks = approval_play(settings)[:2] + [role("escalate", incident_message="crash loop: 3 restarts in 300 s"),
+                                           show("approval", "incident_approval"), show("errors", "incident_errors")]
+
+    def respond():
+        estate.wait_until(lambda: sandbox.state()["xmatters"]["events"], timeout=30, what="the page")
+        event = sandbox.state()["xmatters"]["events"][0]
+        sandbox.call("POST", "/_sandbox/xmatters/respond", {"event": event["id"], "response": "Approve",
+                                                            "recipient": "oncall.primary"})
+
+    responder = threading.Thread(target=respond)
+    responder.start()
+    run = playbook(tasks, extra_vars=settings, env=sandbox_env)
+    responder.join()
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["errors"]["incident_errors"] == [] and run["approval"]["incident_approval"]["approved"] is True
+
+    [ticket] = tickets(sandbox, key)
+    bodies = [json.dumps(c["body"]) for c in ticket["comments"]]
+    assert sum("Approved by oncall.primary" in b for b in bodies) == 1 and sum("crash loop: 3 restarts" in b for b in bodies) == 1
+    [record] = sn_incidents(sandbox, key)
+    notes = sn_journal(sandbox, record)
+    assert sum(n.startswith("Approved by oncall.primary") for n in notes) == 1
+    assert sum("escalated to a human. crash loop: 3 restarts" in n for n in notes) == 1
+    assert (record["urgency"], record["impact"], record["state"]) == ("1", "2", "1")  # 3/2 from the map, then escalated
+    [channel] = teams_channels(sandbox, key)
+    messages = [m["body"]["content"] for m in sandbox.state()["msgraph"]["messages"][channel["id"]]]
+    assert len(messages) == 3 and "Approved by oncall.primary" in messages[1] and "Escalated" in messages[2]
+    assert not channel["isArchived"]
+    [slack_channel] = sandbox.state()["slack"]["channels"].values()
+    slack_texts = [m["text"] for m in sandbox.state()["slack"]["messages"][slack_channel["id"]]]
+    assert len(slack_texts) == 3 and slack_texts[2].startswith(":warning: Automatic remediation did not fix it")
+
+    # An update after the escalation keeps the urgency the escalation set.
+    after = playbook([role("update", incident_message="Looking at the core dump."), show("errors", "incident_errors")],
+                     extra_vars=settings, env=sandbox_env)
+    assert after.rc == 0 and after["errors"]["incident_errors"] == [], after.stdout[-3000:]
+    [record] = sn_incidents(sandbox, key)
+    assert record["urgency"] == "1" and sum(n.startswith("Looking at the core dump.") for n in sn_journal(sandbox, record)) == 1
