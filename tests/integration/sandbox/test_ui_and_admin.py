@@ -1,5 +1,6 @@
 """The watch page at / and the summary it polls (state created through the real service APIs only: Dynatrace, xMatters,
-PagerDuty, Jira, ServiceNow, Slack, Microsoft Graph and the Bot Framework, Keptn), and the admin routes the other contract tests do not pin down (fault listing and matching, latency, log filter, reset)."""
+PagerDuty, Jira, ServiceNow, Slack, Microsoft Graph and the Bot Framework, Keptn), and the admin routes the other
+contract tests do not pin down (fault listing and matching, latency, log filter, reset)."""
 
 import base64
 import hashlib
@@ -307,8 +308,8 @@ def test_the_summary_copes_with_services_that_are_not_loaded():
     assert ui.view(partial)["channels"] == [{"system": "Slack", "id": "C1", "name": "inc-1", "archived": False, "topic": "",
                                              "members": 0, "messages": []}]
     # ServiceNow and Teams rows come from their own service files, from the state alone.
-    other = {"servicenow": {"tables": {"incident": {"a1": {"sys_id": "a1", "number": "INC0010001", "short_description": "x",
-                                                            "state": "2"}}}},
+    incident = {"sys_id": "a1", "number": "INC0010001", "short_description": "x", "state": "2"}
+    other = {"servicenow": {"tables": {"incident": {"a1": incident}}},
              "msgraph": {"teams": {"T1": {"displayName": "Ops", "members": [{}], "channels": {
                  "19:g": {"displayName": "General", "membershipType": "standard"},
                  "19:c": {"displayName": "inc-1", "membershipType": "private", "members": [{}, {}], "isArchived": True}}}}}}
