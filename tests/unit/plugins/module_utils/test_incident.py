@@ -126,3 +126,122 @@ def test_racing_answers_leave_exactly_one_winner(tmp_path):
 ])
 def test_what_an_answer_means(decision, approved):
     assert _incident._interpret(decision, "Restart")["approved"] is approved
+
+
+# --- desks and chats in any combination --------------------------------------------------------------------------
+
+JIRA = {"key": "OPS-3", "url": "https://jira.example/browse/OPS-3"}
+SN = {"key": "INC0010001", "number": "INC0010001", "url": "https://sn.example/nav_to.do?uri=incident.do?sys_id=1"}
+
+
+def four(tmp_path, **changes):
+    settings = params(tmp_path)
+    settings.update(jira={"project": "OPS"}, servicenow={"enabled": True, "correlation_display": "selfheal.devops",
+                                                         "severity_map": {}, "assignment_group": "", "fields": {},
+                                                         "close_code": "Solution provided"},
+                    slack={"enabled": True, "buttons": False, "users": ["U1"], "oncall_email_domain": ""},
+                    teams={"enabled": True, "team": "Operations", "channel_prefix": "inc-", "membership_type": "standard",
+                           "members": ["lead@example.com"], "owners": [], "oncall_email_domain": "example.com",
+                           "post_as": "bot", "close_action": ["archive"], "closed_prefix": "closed-"})
+    settings.update(changes)
+    return settings
+
+
+def test_the_chats_name_every_ticket_and_the_servicenow_text_is_plain():
+    words = _incident.Words("dt-P-7", PROBLEM, "https://awx.example/jobs/9")
+    slack = words.opening([JIRA, SN])
+    assert "Tickets: <https://jira.example/browse/OPS-3|OPS-3>, <%s|INC0010001>" % SN["url"] in slack
+    teams = words.teams_opening([JIRA, SN])
+    assert teams.startswith("**P-7: Process unavailable: web on web-01**") and "[INC0010001](%s)" % SN["url"] in teams
+    assert "Ticket: [OPS-3](https://jira.example/browse/OPS-3)" in words.teams_opening([JIRA])
+    assert words.topic([JIRA, SN]).endswith("| OPS-3 | INC0010001")
+    plain = words.plain_description()
+    assert "**" not in plain and "`" not in plain and "Incident key: dt-P-7" in plain and "(https://dt.example" in plain
+
+
+def test_the_servicenow_work_note_carries_the_last_records_of_the_timeline():
+    records = [{"time": "t%d" % n, "action": "open", "step": "s%d" % n, "system": "jira", "result": "ok", "duration": 0.1}
+               for n in range(60)]
+    text = _incident.timeline_text("dt-P-7", records)
+    lines = text.splitlines()
+    assert len(lines) == 51 and "the last 50 of 60 records" in lines[0] and lines[1].startswith("t10 ") and lines[-1].startswith("t59 ")
+    assert _incident.timeline_text("dt-P-7", records[:2]).splitlines()[0] == "Timeline (dt-P-7):"
+
+
+def test_the_desks_are_linked_once_when_both_are_known(tmp_path):
+    incident = _incident.Incident(four(tmp_path))
+    assert incident.links() == []  # neither ticket known yet
+    incident.found["ticket"] = dict(JIRA)
+    assert incident.links() == []
+    incident.found["servicenow"] = dict(SN)
+    assert [(s.name, s.system) for s in incident.links()] == [("link servicenow", "jira"), ("link jira", "servicenow")]
+    incident.saved = [{"step": "link servicenow", "system": "jira", "result": "changed"},
+                      {"step": "link jira", "system": "servicenow", "result": "failed"}]
+    assert [(s.name, s.system) for s in incident.links()] == [("link jira", "servicenow")]  # the failed one again
+    incident.params["servicenow"]["enabled"] = False
+    assert incident.links() == []
+
+
+def calls_of(incident, answers):
+    calls = []
+
+    def call(system, args):
+        calls.append((system, dict(args)))
+        return answers.get(system, {"changed": True})
+    incident.call = call
+    return calls
+
+
+def test_the_servicenow_step_maps_the_severity_escalation_and_resolution(tmp_path):
+    incident = _incident.Incident(four(tmp_path))
+    calls = calls_of(incident, {"servicenow": {"changed": True, "incident": {"number": "INC0010001", "state_name": "New"}}})
+    step = incident.servicenow("open ticket", "present", work_note="started", work_note_id="k-opened")
+    step.run(incident)
+    system, args = calls[-1]
+    assert (step.result, step.detail) == ("changed", "INC0010001 New") and incident.found["servicenow"]["number"] == "INC0010001"
+    assert (args["severity"], args["host"], args["state"], args["work_note_id"]) == ("AVAILABILITY", "web-01", "present", "k-opened")
+    assert "urgency" not in args and args["assignment_group"] is None
+
+    unknown = _incident.Incident(four(tmp_path, problem=dict(PROBLEM, severity="SOMETHING_NEW")))
+    calls = calls_of(unknown, {})
+    unknown.servicenow("progress", "present").run(unknown)
+    assert calls[-1][1]["severity"] is None  # never a failure for a severity the map does not know
+
+    escalated = _incident.Incident(four(tmp_path, phase="update"))
+    escalated.saved = [{"action": "escalate", "step": "escalated", "system": "servicenow", "result": "changed"}]
+    calls = calls_of(escalated, {})
+    escalated.servicenow("progress", "present").run(escalated)
+    assert calls[-1][1]["urgency"] == 1
+
+    timeline = tmp_path / "dt-P-7.json"
+    timeline.write_text("{}")
+    resolving = _incident.Incident(four(tmp_path, phase="resolve"))
+    calls = calls_of(resolving, {})
+    resolving.servicenow("resolve ticket", "resolved", close_notes="Resolved by selfheal.devops: ok",
+                         attachments=[str(timeline), str(tmp_path / "dt-P-7-teams.md")]).run(resolving)
+    args = calls[-1][1]
+    assert (args["close_code"], args["close_notes"], args["attachment_match"]) == ("Solution provided", "Resolved by selfheal.devops: ok", "name")
+    assert args["attachments"] == [str(timeline)] and "short_description" not in args  # only the files that exist
+
+
+def test_a_failing_system_is_its_own_failed_step(tmp_path):
+    incident = _incident.Incident(four(tmp_path))
+    calls_of(incident, {"servicenow": {"failed": True, "msg": "ServiceNow: no assignment group is named 'X'"},
+                        "teams": {"changed": True, "channel": {"displayName": "inc-dt-P-7"}, "added": ["u1"]}})
+    steps = incident.stage([incident.servicenow("open ticket", "present"), incident.teams("open channel", "present", text="hi")])
+    assert [(s.system, s.result) for s in steps] == [("servicenow", "failed"), ("teams", "changed")]
+    assert incident.errors == [{"step": "open ticket", "system": "servicenow", "error": "ServiceNow: no assignment group is named 'X'"}]
+    assert steps[1].detail == "inc-dt-P-7 +1 added"
+
+
+def test_each_chat_brings_in_its_own_people_and_the_paged_ones(tmp_path):
+    incident = _incident.Incident(four(tmp_path))
+    incident.found["on_call"] = [{"members": [{"target_name": "oncall.primary"}, {"target_name": "oncall.secondary"}]}]
+    assert incident.invitees("teams") == ["lead@example.com", "oncall.primary@example.com", "oncall.secondary@example.com"]
+    assert incident.invitees("slack") == ["U1"]  # no domain for Slack here
+    calls = calls_of(incident, {})
+    incident.teams("open channel", "present", text=incident.words.teams_opening, members=True, description=incident.words.topic,
+                   message_id="opening").run(incident)
+    args = calls[-1][1]
+    assert args["members"][-1] == "oncall.secondary@example.com" and args["message_id"] == "opening"
+    assert args["description"] == incident.words.summary
