@@ -236,6 +236,57 @@ def approved_crash(sandbox, loop, supervisor, answer_via="slack", quiet=False):
     return dict(finish(sandbox, problem, key, path, detected, healed, quiet), answered=answered)
 
 
+def servicenow_and_teams(sandbox, loop, supervisor):
+    """A crash whose incident goes to ServiceNow and Microsoft Teams instead of Jira and Slack.
+
+    The desks and chats are inventory settings, and ansible-rulebook hands each run a fresh copy of its inventory:
+    switching them in the inventory file (atomically, as an operator changing group_vars would) applies to the next
+    incident, with no second activation. The file is put back afterwards."""
+    import yaml
+
+    say("== Incident 5: process crash -> restart, the incident in ServiceNow + Microsoft Teams instead of Jira + Slack ==")
+    path = loop.inventory_path
+    with open(path) as handle:
+        original = handle.read()
+    inventory = yaml.safe_load(original)
+    inventory["all"]["vars"].update(
+        incident_jira_project="", incident_slack_enabled=False, incident_service_desks=["servicenow"],
+        incident_chats=["teams"], incident_servicenow_assignment_group="Linux Operations",
+        incident_teams_team="Operations", incident_teams_oncall_email_domain="example.com")
+
+    def replace(text):
+        with open(path + ".new", "w") as handle:
+            handle.write(text)
+        os.replace(path + ".new", path)
+
+    replace(yaml.safe_dump(inventory, sort_keys=False))
+    try:
+        step("inventory switched: incident_service_desks [servicenow], incident_chats [teams] (team Operations)")
+        outcome = process_crash(sandbox, loop, supervisor, quiet=True)
+    finally:
+        replace(original)
+    key = outcome["incident"]
+    state = sandbox.state()
+    incidents = [r for r in state["servicenow"]["tables"]["incident"].values() if r["correlation_id"] == key]
+    for record in incidents:
+        attached = sorted(a["file_name"] for a in state["servicenow"]["attachments"].values() if a["table_sys_id"] == record["sys_id"])
+        notes = [e for e in state["servicenow"]["journal"].get(record["sys_id"], []) if e["element"] == "work_notes"]
+        step("ServiceNow %s is %s (%s; close notes: %s) with %d work notes, attached: %s" % (
+            record["number"], {"6": "Resolved", "7": "Closed"}.get(record["state"], "state " + record["state"]),
+            record["close_code"], record["close_notes"][:60], len(notes), ", ".join(attached) or "nothing"))
+    channels = [c for team in state["msgraph"]["teams"].values() for c in team["channels"].values()
+                if c["displayName"] == "inc-" + key]
+    for channel in channels:
+        step("Teams channel %s %s (%d messages posted by the app's bot)" % (
+            channel["displayName"], "archived" if channel["isArchived"] else "open",
+            len(state["msgraph"]["messages"].get(channel["id"], []))))
+    step("%s; %s" % (ticket_line(sandbox, key), channel_line(sandbox, key)))
+    print_timeline(key, os.path.join(loop.workdir, "incidents", key + ".json"), outcome["detected"], outcome["healed"])
+    if len(incidents) != 1 or len(channels) != 1 or incidents[0]["state"] != "6" or not channels[0]["isArchived"]:
+        raise RuntimeError("the ServiceNow + Teams incident %s was not written exactly once and resolved" % key)
+    return outcome
+
+
 def start_loop(workdir, max_restarts=3, source=rulebook_harness.ROOT, inventory_vars=None, env=None, with_chatops=True):
     """Sandbox, estate and activation on loopback; returns (sandbox, supervisor, activation). Caller stops them.
 
@@ -348,6 +399,7 @@ def main():
         full_disk(sandbox, activation)
         bluegreen(sandbox, activation)
         approved_crash(sandbox, activation, supervisor)
+        servicenow_and_teams(sandbox, activation, supervisor)
         say("\nDemo finished in %.0f s: three scenarios resolved automatically, and one incident in approve mode. "
             "Logs: %s" % (time.time() - started, workdir))
         return 0

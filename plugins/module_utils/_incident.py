@@ -8,9 +8,9 @@ module run: each system's step (the Dynatrace comment, the page, the tickets in 
 Slack and Microsoft Teams) runs the very logic of its own module (dynatrace_problem, oncall_notify, jira_incident,
 servicenow_incident, slack_channel, teams_channel, through _tasks) on a thread of its own, so the systems are written
 concurrently; a step that needs another's result (the channels' opening messages name the tickets and invite the
-paged people, each ticket names the other, every ticket gets every chat's transcript) runs in a later stage. Each step is recorded in the incident's timeline with its
-real start, end and result; a step still running when the phase's budget is spent is recorded as failed and left
-behind (every write is idempotent on the incident key, and a write whose answer was lost is looked up before it is
+paged people, each ticket names the other, every ticket gets every chat's transcript) runs in a later stage. Each
+step is recorded in the incident's timeline with its real start, end and result; a step still running when the
+phase's budget is spent is recorded as failed and left behind (every write is idempotent on the incident key, and a write whose answer was lost is looked up before it is
 sent again, so the next phase catches it up exactly once).
 """
 
@@ -127,7 +127,7 @@ class Words(object):
             text += "\nDynatrace: " + self.url
         if tickets:
             text += "\n%s: %s" % ("Ticket" if len(tickets) == 1 else "Tickets",
-                                   ", ".join(("<%s|%s>" % (t["url"], t["key"])) if t.get("url") else t["key"] for t in tickets))
+                                  ", ".join(("<%s|%s>" % (t["url"], t["key"])) if t.get("url") else t["key"] for t in tickets))
         if self.run_url:
             text += "\nRun: " + self.run_url
         return text

@@ -44,8 +44,9 @@ def test_steps_run_side_by_side_and_a_slow_one_is_left_behind_as_failed(tmp_path
         return work
 
     started = time.monotonic()
-    done = dict((step.name, step) for step in incident.stage([_incident.Step("a", "dynatrace", sleeps(0.3)), _incident.Step("b", "jira", sleeps(0.3)),
-                           _incident.Step("hangs", "slack", sleeps(30))]))
+    done = dict((step.name, step) for step in incident.stage([
+        _incident.Step("a", "dynatrace", sleeps(0.3)), _incident.Step("b", "jira", sleeps(0.3)),
+        _incident.Step("hangs", "slack", sleeps(30))]))
     took = time.monotonic() - started
     assert 0.9 <= took < 1.6  # the two quick ones together (not one after the other), then the budget
     assert done["a"].result == done["b"].result == "changed"

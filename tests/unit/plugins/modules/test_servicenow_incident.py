@@ -116,8 +116,7 @@ def test_plan_state(state, current, has_notes, expected):
 
 def test_resolving_needs_close_notes():
     with pytest.raises(InvalidInput) as raised:
-        logic.plan_state(params(state="resolved"), rec(state="2", number="INC7", close_notes=""), {},
-                                     {}, {}, {})
+        logic.plan_state(params(state="resolved"), rec(state="2", number="INC7", close_notes=""), {}, {}, {}, {})
     assert "close_notes is required to resolve ServiceNow incident INC7" in str(raised.value)
 
 
