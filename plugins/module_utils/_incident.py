@@ -10,8 +10,8 @@ servicenow_incident, slack_channel, teams_channel, through _tasks) on a thread o
 concurrently; a step that needs another's result (the channels' opening messages name the tickets and invite the
 paged people, each ticket names the other, every ticket gets every chat's transcript) runs in a later stage. Each
 step is recorded in the incident's timeline with its real start, end and result; a step still running when the
-phase's budget is spent is recorded as failed and left behind (every write is idempotent on the incident key, and a write whose answer was lost is looked up before it is
-sent again, so the next phase catches it up exactly once).
+phase's budget is spent is recorded as failed and left behind (every write is idempotent on the incident key, and
+a write whose answer was lost is looked up before it is sent again, so the next phase catches it up exactly once).
 """
 
 import errno
