@@ -449,7 +449,8 @@ class OutputReader(object):
         for line in lines:
             stamp = BANNER_TIME.match(line)
             if stamp:
-                self.banner_time = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                # datetime.isoformat(" ") as ansible-rulebook prints it: no fraction when the microsecond is 0
+                self.banner_time = datetime.datetime.fromisoformat(stamp.group(1)).timestamp()
             else:
                 found = PID_IN_LINE.search(line)  # the printed event (one line): every PID in it is its problem's
                 if found:
@@ -616,6 +617,7 @@ def main():
     args = parser.parse_args()
     wanted = [name for name in ROWS if name in args.rows.split(",")]
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True)
+    sys.path_importer_cache.pop(os.path.join(ROOT, "build", "collections"), None)  # it may not have existed at import
 
     tmp = tempfile.mkdtemp(prefix="selfheal-bench-intake-")
     load_before = os.getloadavg()
