@@ -705,8 +705,8 @@ def main():
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
     print("\nmedians of %d rounds (%d notifications each, %d connections)" % (args.rounds, args.requests, args.concurrency))
-    print("%-12s %10s %11s %8s %8s %6s %6s %8s" % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost",
-                                                  "cpu ms/n"))
+    columns = "%-12s %10s %11s %8s %8s %6s %6s %8s"
+    print(columns % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost", "cpu ms/n"))
     for name in ROWS:
         row = figures.get(name)
         if row is None:
@@ -715,8 +715,8 @@ def main():
             print("%-12s not measured: %s" % (name, row.get("why", "every round failed")))
             continue
         m = row["median"]
-        print("%-12s %10s %11s %8s %8s %6s %6s %8s" % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"],
-                                                      m["retried_503"], m["lost"], m["server_cpu_ms_per_notification"]))
+        print(columns % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"], m["retried_503"], m["lost"],
+                         m["server_cpu_ms_per_notification"]))
     for key in ("ceiling_over_source", "state_on_over_off", "rulebook_over_eda_webhook", "cpu_rulebook_over_eda_webhook",
                 "cpu_source_over_ceiling"):
         print("%s: median %s, per round %s" % (key, notes[key]["median"], notes[key]["per_round"]))
