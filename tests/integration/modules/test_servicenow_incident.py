@@ -213,3 +213,23 @@ def test_a_failure_after_a_write_reports_what_was_written(sandbox, sandbox_env, 
     again = playbook([task("open", attachments=[str(evidence)], **OPEN)], env=sandbox_env)["open"]
     assert not again.get("failed") and not again["created"] and again["attached"] == ["evidence.txt"]
     assert len(incidents(sandbox)) == 1
+
+
+def test_attachment_match_name_attaches_a_growing_file_once_and_content_again(sandbox, sandbox_env, playbook, tmp_path):
+    timeline = tmp_path / "dt-P-1234.json"
+    timeline.write_text('{"records": [1]}\n')
+    grow = {"name": "grow", "ansible.builtin.copy": {"dest": str(timeline), "content": '{"records": [1, 2]}\n'}}
+    steps = ([task("open", **OPEN), task("first", state="updated", attachments=[str(timeline)]), grow]
+             + phases("by name", state="updated", attachments=[str(timeline)], attachment_match="name")
+             + phases("by content", state="updated", attachments=[str(timeline)]))
+    run = playbook(steps, env=sandbox_env, diff=True)
+    run.assert_no_secret()
+    for name in ("first", "by name check", "by name apply", "by name rerun", "by content check", "by content apply", "by content rerun"):
+        assert not run[name].get("failed"), (name, run[name].get("msg"))
+    assert run["first"]["attached"] == ["dt-P-1234.json"]
+    assert [run["by name " + p]["attached"] for p in ("check", "apply", "rerun")] == [[], [], []]
+    assert not run["by name apply"]["changed"]
+    assert run["by content check"]["attached"] == ["dt-P-1234.json"] == run["by content apply"]["attached"]
+    assert run["by content rerun"]["attached"] == [] and not run["by content rerun"]["changed"]
+    sizes = sorted(int(a["size_bytes"]) for a in sandbox.state()["servicenow"]["attachments"].values())
+    assert sizes == [len('{"records": [1]}\n'), len('{"records": [1, 2]}\n')]  # the first, and the changed content once
