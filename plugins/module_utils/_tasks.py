@@ -21,7 +21,8 @@ class Failed(Exception):
 
 
 class Task(object):
-    """The part of AnsibleModule the shared logic uses: params, check_mode, _diff and warn()."""
+    """The part of AnsibleModule the shared logic uses: params, check_mode, _diff, warn() and fail_json() (raises
+    Failed)."""
 
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -31,6 +32,9 @@ class Task(object):
 
     def warn(self, message):
         self.warnings.append(message)
+
+    def fail_json(self, **kwargs):
+        raise Failed(kwargs)
 
 
 def prepare(argument_spec, constraints, args, check_mode=False):

@@ -41,6 +41,9 @@ description:
   - Each system fails on its own - a desk or chat that is down, refuses the credentials or the input (an unknown
     assignment group, a team that does not exist) is one failed step, named in RV(errors), while the others go on.
   - An incident already resolved is not opened again (nothing is written).
+  - On the controller (the task runs there: localhost or delegated to it, no privilege escalation, no task
+    environment, not async), the module runs in the task's own worker process through its action plugin instead of a
+    new Python interpreter, and O(background) opens the incident in a detached process; elsewhere it runs as a module.
   - The phases of one incident run one after the other (a lock file beside its timeline), so a V(resolve) started while
     an V(open) runs in the background waits for it (at most O(budget) seconds); the two never race to create the
     same ticket or channel.
@@ -58,6 +61,14 @@ options:
     type: str
     required: true
     choices: [open, update, approve, resolve, escalate, record]
+  background:
+    description:
+      - With O(phase=open), on the controller, return as soon as a detached process that opens the incident holds its
+        lock (about as long as forking takes), so no communication system holds the fix. What it writes goes to the
+        timeline; the incident's next phase (or V(record), to read what was written) waits for it to end.
+      - Ignored for other phases, in check mode, and where the module does not run on the controller.
+    type: bool
+    default: false
   incident_key:
     description: The incident key every record is idempotent on (for example V(dt-P-1234)).
     type: str
@@ -384,8 +395,7 @@ EXAMPLES = r"""
     oncall: {provider: xmatters, groups: [Ops Primary]}
     jira: {project: OPS}
     slack: {enabled: true, oncall_email_domain: example.com}
-  async: 120
-  poll: 0
+    background: true
   register: opening
 
 - name: Resolve everywhere
@@ -465,6 +475,7 @@ def argument_spec():
     any_dict = dict(type="dict", default={})
     return dict(
         phase=dict(type="str", required=True, choices=list(_incident.PHASES)),
+        background=dict(type="bool", default=False),
         incident_key=dict(type="str", required=True, no_log=False),
         problem=dict(type="dict", default={}),
         text=dict(type="str", default=""),
