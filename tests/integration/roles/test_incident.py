@@ -498,3 +498,15 @@ def test_four_systems_approve_and_escalate_reach_every_desk_and_chat(sandbox, sa
     assert after.rc == 0 and after["errors"]["incident_errors"] == [], after.stdout[-3000:]
     [record] = sn_incidents(sandbox, key)
     assert record["urgency"] == "1" and sum(n.startswith("Looking at the core dump.") for n in sn_journal(sandbox, record)) == 1
+
+
+def test_four_systems_in_check_mode_write_nothing(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = four_systems(settings)["incident_key"]
+    run = playbook([role("open"), role("update", incident_message="Restarting web on web-01."), show("errors", "incident_errors")],
+                   extra_vars=settings, env=sandbox_env, check=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["errors"]["incident_errors"] == []
+    assert writes(sandbox) == [] and sn_incidents(sandbox, key) == [] and teams_channels(sandbox, key) == []
+    assert tickets(sandbox, key) == [] and sandbox.state()["slack"]["channels"] == {}
+    assert any(e["path"].startswith("/servicenow/api") for e in sandbox.requests())  # it did look
