@@ -41,7 +41,7 @@ description:
   - Each system fails on its own - a desk or chat that is down, refuses the credentials or the input (an unknown
     assignment group, a team that does not exist) is one failed step, named in RV(errors), while the others go on.
   - An incident already resolved is not opened again (nothing is written).
-  - On the controller (the task runs there: localhost or delegated to it, no privilege escalation, no task
+  - On the controller (the task runs there - localhost or delegated to it, no privilege escalation, no task
     environment, not async), the module runs in the task's own worker process through its action plugin instead of a
     new Python interpreter, and O(background) opens the incident in a detached process; elsewhere it runs as a module.
   - The phases of one incident run one after the other (a lock file beside its timeline), so a V(resolve) started while
