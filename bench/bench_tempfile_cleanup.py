@@ -5,7 +5,10 @@ on fresh copies of the same tree, alternating in every round (the order rotates 
   find       find ROOT -type f -mmin +60 -delete
   streaming  the module's logic in process (validation, root pinning, walk), no target: deletes as it walks
   target     the same with a free-space target no deletion can reach: every candidate is collected, chosen oldest
-             first, re-checked and deleted (the same files as find, the role's default path)
+             first, re-checked and deleted (the same files as find, the role's default path); the CPU time of its
+             second pass (re-open, re-check, unlink) is recorded separately
+  bare       a bare Python loop (scandir, lstat, unlink of old regular files, none of the module's checks): the floor
+             of any pure-Python walk, for reference
 and once each:
   playbook   the module through ansible-playbook (adds Ansible's start-up and module transfer), both modes
   stock      ansible.builtin.find + ansible.builtin.file (state=absent) loop, on STOCK_FILES files, extrapolated
@@ -112,6 +115,56 @@ def memory_child(root, mode):
     print(deleted, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
+def bare_python(root):
+    """scandir + lstat + unlink of old regular files through directory descriptors, nothing else."""
+    cutoff = time.time_ns() - 3600 * 10 ** 9
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+    def walk(fd):
+        subdirs, deleted = [], 0
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                    continue
+                info = os.lstat(entry.name, dir_fd=fd)
+                if info.st_mode & 0o170000 == 0o100000 and info.st_mtime_ns <= cutoff:
+                    os.unlink(entry.name, dir_fd=fd)
+                    deleted += 1
+        for name in subdirs:
+            child = os.open(name, flags, dir_fd=fd)
+            try:
+                deleted += walk(child)
+            finally:
+                os.close(child)
+        return deleted
+
+    top = os.open(root, flags)
+    try:
+        return walk(top)
+    finally:
+        os.close(top)
+
+
+class SecondPass(object):
+    """Accumulates the CPU time of the target mode's second pass (Cleaner._delete_chosen)."""
+
+    def __init__(self):
+        from ansible_collections.selfheal.devops.plugins.module_utils import _tempfiles
+
+        self.seconds = 0.0
+        original = _tempfiles.Cleaner._delete_chosen
+
+        def timed_pass(cleaner, group):
+            started = cpu_seconds()
+            try:
+                return original(cleaner, group)
+            finally:
+                self.seconds += cpu_seconds() - started
+
+        _tempfiles.Cleaner._delete_chosen = timed_pass
+
+
 def find_delete(tree, expected):
     subprocess.run(["find", tree, "-type", "f", "-mmin", "+60", "-delete"], check=True)
     return expected  # checked by counting what is left
@@ -152,14 +205,20 @@ def main():
             "find": lambda tree: find_delete(tree, expected),
             "streaming": lambda tree: run_module_inprocess(tree, "streaming"),
             "target": lambda tree: run_module_inprocess(tree, "target"),
+            "bare": bare_python,
         }
+        second_pass = SecondPass()
+        second_pass_rounds = []
         rounds = {name: [] for name in variants}
         cpu_rounds = {name: [] for name in variants}
         names = list(variants)
         for number in range(args.rounds):
-            for name in names[number % 3:] + names[:number % 3]:  # rotate the order: no variant always runs first
+            for name in names[number % len(names):] + names[:number % len(names)]:  # rotate: no variant always runs first
                 tree = fresh("%s-%d" % (name, number))
+                before_second_pass = second_pass.seconds
                 seconds, cpu, deleted = timed_cpu(lambda: variants[name](tree))
+                if name == "target":
+                    second_pass_rounds.append(second_pass.seconds - before_second_pass)
                 assert deleted == expected and sum(len(n) for dummy, dummy2, n in os.walk(tree)) == args.files - expected, name
                 rounds[name].append(seconds)
                 cpu_rounds[name].append(cpu)
@@ -206,6 +265,8 @@ def main():
               "cpu_seconds": {k: round(v, 3) for k, v in cpu_figures.items()},
               "cpu_rounds": {k: [round(v, 3) for v in values] for k, values in cpu_rounds.items()},
               "cpu_ratio_to_find": {k: round(v / cpu_figures["find"], 2) for k, v in cpu_figures.items()},
+              "target_second_pass_cpu_seconds": round(statistics.median(second_pass_rounds), 3),
+              "target_second_pass_cpu_rounds": [round(v, 3) for v in second_pass_rounds],
               "memory": memory, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "tempfile_cleanup-%s.json" % fstype), "w") as handle:
@@ -213,6 +274,7 @@ def main():
     for name, seconds in figures.items():
         cpu = " (CPU %.3f s, %.2fx find)" % (cpu_figures[name], cpu_figures[name] / cpu_figures["find"]) if name in cpu_figures else ""
         print("%-20s %9.3f s  %6.2fx find%s" % (name, seconds, seconds / figures["find"], cpu))
+    print("target mode, second pass (re-open, re-check, unlink): CPU %.3f s (median)" % report["target_second_pass_cpu_seconds"])
     print("filesystem: %s; rounds: %s" % (fstype, json.dumps(report["rounds"])))
     print("load average: %s" % json.dumps(report["load_average"]))
     for mode, values in memory.items():
