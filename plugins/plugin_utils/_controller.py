@@ -10,13 +10,16 @@ fix. On the controller nothing needs that: the action plugin validates the argum
 specification (defaults, environment fallbacks, types, constraints), runs the module's logic in the worker process
 Ansible already forked for the task, and hides the no_log values in the result as AnsibleModule would.
 
-The module runs the normal way wherever the task is not plainly on the controller: delegated to another host, with
-privilege escalation, with a task environment, or async.
+The task's environment keyword applies as it would to the module (the worker process is the task's own). The module
+runs the normal way wherever the task is not plainly on the controller: delegated to another host, with privilege
+escalation, or async.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import os
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
@@ -43,7 +46,19 @@ class ControllerAction(ActionBase):
 
     def in_process(self):
         return (getattr(self._connection, "transport", "") in LOCAL and not self._play_context.become
-                and not self._task.async_val and not self._task.environment)
+                and not self._task.async_val)
+
+    def task_environment(self):
+        """The task's environment keyword (its own and inherited) as one dict, None when it is not a mapping."""
+        merged = {}
+        for entry in self._task.environment or []:
+            entry = self._templar.template(entry) if entry else entry
+            if not entry:
+                continue
+            if not isinstance(entry, dict):
+                return None
+            merged.update(entry)
+        return merged
 
     def module_args(self):
         """The task's arguments as the module takes them."""
@@ -51,10 +66,12 @@ class ControllerAction(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ControllerAction, self).run(tmp, task_vars)
-        if not self.in_process():
+        environment = self.task_environment() if self.in_process() else None
+        if environment is None:
             result.update(self._execute_module(module_name=self.MODULE, module_args=self.module_args(),
                                                task_vars=task_vars, wrap_async=bool(self._task.async_val)))
             return result
+        os.environ.update(dict((str(k), str(v)) for k, v in environment.items()))  # this task's worker process only
         argument_spec, constraints = self.spec()
         try:
             task, no_log_values = _tasks.prepare(argument_spec, constraints, self.module_args(),
