@@ -40,6 +40,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,7 @@ class Variant(object):
                "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "bench", "callback_plugins")}
         # The role's default poll interval, not the demo's shorter one: the approve figure is what users get.
         overrides = {"incident_approval_poll_interval": 2 if self.name == "new" else 1}
+        os.makedirs(os.path.join(self.workdir, "state"), exist_ok=True)  # older versions did not make it themselves
         self.parts = run_demo.start_loop(self.workdir, max_restarts=max_restarts, source=self.source,
                                          inventory_vars=overrides, env=env,
                                          with_chatops=chatops and self.name == "new")
@@ -129,6 +131,9 @@ class Variant(object):
 
     def stop(self):
         run_demo.stop_loop(*self.parts)
+
+    def idle(self):
+        self.parts[2].wait_idle(timeout=120)
 
     def tasks_between(self, start, end):
         if not os.path.exists(self.timing):
@@ -194,7 +199,9 @@ class Floor(object):
         collections = rulebook_harness.install_collection(self.workdir)
         self.sandbox = conftest.start_sandbox()
         self.supervisor = estate.Supervisor(self.workdir)
-        playbook = os.path.join(self.workdir, "floor.yml")
+        # A folder of its own: ansible-rulebook copies the playbook's folder into each run's private data.
+        os.makedirs(os.path.join(self.workdir, "playbook"))
+        playbook = os.path.join(self.workdir, "playbook", "floor.yml")
         with open(playbook, "w") as handle:
             handle.write(FLOOR_PLAYBOOK.format(supervisorctl=os.path.join(rulebook_harness.BIN, "supervisorctl"),
                                                conf=self.supervisor.conf))
@@ -210,6 +217,9 @@ class Floor(object):
             "url": "http://127.0.0.1:%d/dynatrace/problems" % port,
             "headers": {"Authorization": "Bearer " + run_demo.TOKEN}})
         return self
+
+    def idle(self):
+        self.activation.wait_idle(timeout=120)
 
     def stop(self):
         if self.activation is not None:
@@ -287,6 +297,7 @@ def main():
     unknown = set(scenarios) - {"crash", "disk", "bluegreen", "approve"}
     if unknown:
         parser.error("unknown scenarios: %s" % ", ".join(sorted(unknown)))
+    signal.signal(signal.SIGTERM, lambda *dummy: sys.exit(143))  # a stopped bench still stops what it started
     base = tempfile.mkdtemp(prefix="selfheal-bench-loop-")
     variants = [Variant("new", os.path.join(base, "new"),
                         checkout(args.ref, os.path.join(base, "new")) if args.ref else ROOT)]
@@ -313,6 +324,7 @@ def main():
                             continue
                         results.setdefault(("bare", scenario), []).append(variant.bare())
                     results.setdefault((variant.name, scenario), []).append(getattr(variant, scenario)())
+                    variant.idle()  # the problem's closing runs a playbook too: one incident at a time is measured
                 loads.append(load_average())
                 print("%s run %d/%d done (load %s)" % (scenario, number + 1, args.runs, loads[-1][0]), flush=True)
     finally:

@@ -317,7 +317,7 @@ def start_loop(workdir, max_restarts=3, source=rulebook_harness.ROOT, inventory_
             incident_oncall_response_options=[{"text": "Approve"}, {"text": "Ignore"}],
             incident_approval_poll_interval=0.3, incident_jira_project="OPS", incident_jira_resolution="Fixed",
             incident_slack_enabled=True, incident_slack_oncall_email_domain="example.com",
-            incident_decision_dir=os.path.join(workdir, "decisions"),
+            incident_decision_dir=os.path.join(workdir, "decisions"), incident_slack_buttons=True,
             remediation_db=os.path.join(workdir, "remediations.db")),
             "children": {"bluegreen_routers": {"hosts": {"router-01": router}}}}}
         inventory["all"]["vars"].update(inventory_vars or {})
@@ -353,7 +353,7 @@ def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
         activation.stop()
         # Each run's private data (its command and environment, API tokens included) stays under the activation's
         # TMPDIR: remove it, so nothing the demo leaves behind holds a secret.
-        shutil.rmtree(os.path.join(activation.workdir, "eda", "tmp"), ignore_errors=True)
+        shutil.rmtree(os.path.join(activation.workdir, "tmp"), ignore_errors=True)  # the activation's TMPDIR
         if getattr(activation, "disk", None):
             subprocess.run(["umount", "-l", activation.disk], check=False)
     if supervisor is not None:

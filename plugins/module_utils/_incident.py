@@ -625,23 +625,31 @@ class Incident(object):
                     self.channel("archive channel", "archived"),
                     self.teams("archive channel", "closed")])
 
-    def approve(self, decision_dir, approve_response):
-        """Wait for the first answer: a decision file written by an event source (callback or Slack button), or
-        the xMatters page's first response; the first one wins, and is written down so every later one sees it."""
+    def approve(self, decision_dir, approve_response, answer=None):
+        """Wait for the first answer (see await_answer, unless it was awaited already), then tell the tickets and the
+        channels who decided."""
+        if answer is None:
+            answer = self.await_answer(decision_dir, approve_response)
+        decided_by = (" by %s" % answer["responder"]) if answer.get("responder") else ""
+        if answer.get("approved"):
+            text = "Approved%s (%s, %s): running the fix." % (decided_by, answer.get("response"), answer.get("source"))
+        else:
+            text = "Not approved (%s%s): no automatic fix." % (answer.get("response"), decided_by)
+        self.stage([self.ticket("approval", "present", comment=text, comment_id="%s-approval" % self.key),
+                    self.channel("approval", "present", text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text)])
+        return answer
+
+    def await_answer(self, decision_dir, approve_response):
+        """The first answer: a decision file written by an event source (callback or Slack button), or the xMatters
+        page's first response; the first one wins, and is written down so every later one sees it. Recorded as the
+        step "approval"; writes nothing else, so it needs no phase lock (a note or an escalation from chat goes on
+        meanwhile)."""
         oncall = self.params["oncall"]
         step = Step("approval", oncall["provider"] or "approval", lambda incident: incident._wait(decision_dir, approve_response))
         self.stage([step])
         answer = step.data if step.data else {}
         if not answer:
             answer = {"approved": False, "response": "no_response", "responder": "", "source": ""}
-        decided_by = (" by %s" % answer["responder"]) if answer.get("responder") else ""
-        if answer.get("approved"):
-            text = "Approved%s (%s, %s): running the fix." % (decided_by, answer.get("response"), answer.get("source"))
-        else:
-            text = "Not approved (%s%s): no automatic fix." % (answer.get("response"), decided_by)
-        self.stage(self.everywhere("approval", text, comment_id="%s-approval" % self.key,
-                                   slack_text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text))
-        self.stage(self.links())
         return answer
 
     def _wait(self, decision_dir, approve_response):

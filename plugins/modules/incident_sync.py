@@ -547,12 +547,18 @@ def check(params):
 def run(module):
     params = module.params
     incident = _incident.Incident(params, module.check_mode, module.warn)
+    answer = None
+    if params["phase"] == "approve" and not module.check_mode:
+        # Waiting for a human holds no lock: a note, an escalation or a status from chat goes on meanwhile.
+        incident.read_timeline()
+        if not incident.already_resolved():
+            answer = incident.await_answer(params["decision_dir"], params["oncall"]["approve_response"])
     with _incident.PhaseLock(params["timeline_dir"], params["incident_key"], params["budget"] + 10, module.warn,
                              enabled=not module.check_mode):
-        return run_phase(module, incident)
+        return run_phase(module, incident, answer)
 
 
-def run_phase(module, incident):
+def run_phase(module, incident, answer=None):
     params = module.params
     incident.read_timeline()
     phase = params["phase"]
@@ -575,7 +581,7 @@ def run_phase(module, incident):
         if module.check_mode:
             result["approval"] = {"approved": False, "response": "check_mode", "responder": "", "source": ""}
         else:
-            result["approval"] = incident.approve(params["decision_dir"], params["oncall"]["approve_response"])
+            result["approval"] = incident.approve(params["decision_dir"], params["oncall"]["approve_response"], answer)
     elif phase == "resolve":
         incident.resolve(params["text"], fix)
         fix = []

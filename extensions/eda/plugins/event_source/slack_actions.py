@@ -738,7 +738,8 @@ class Intake(object):
             return None
         try:
             decision, ours = decisions.write(self.config.decision_dir, ask.incident_key, {
-                "source": "slack", "action": ask.action, "responder": ask.user_email or ask.user_id})
+                "source": "slack", "action": ask.action,
+                "responder": "%s (%s)" % (ask.user_name, ask.user_id) if ask.user_name else ask.user_email or ask.user_id})
         except (OSError, ValueError) as exc:
             LOGGER.warning("decision for %s not written to %s: %s", ask.incident_key, self.config.decision_dir, exc)
             return None
