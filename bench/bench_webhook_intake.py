@@ -69,7 +69,7 @@ import rulebook_harness  # noqa: E402
 
 TOKEN = "bench-token"
 PATH = "/dynatrace/problems"
-EDA_MIRROR = "/work/.mirror/ansible+event-driven-ansible/repo"
+EDA_MIRROR = os.environ.get("SELFHEAL_EDA_MIRROR")  # a git directory of github.com/ansible/event-driven-ansible
 EDA_WEBHOOK_PATH = "extensions/eda/plugins/event_source/webhook.py"
 PID_SUFFIX = "_1669823466223V2"
 PID_IN_LINE = re.compile(r"'(-\d{19}" + PID_SUFFIX + ")'")
@@ -536,7 +536,7 @@ def eda_webhook_source(args, tmp):
         copy = os.path.join(tmp, "webhook.py")
         shutil.copyfile(args.eda_webhook, copy)
         return copy, "file %s" % args.eda_webhook
-    if not os.path.isdir(args.eda_mirror):
+    if not args.eda_mirror or not os.path.isdir(args.eda_mirror):
         return None, ("no --eda-webhook given and no mirror of github.com/ansible/event-driven-ansible at %s"
                       % args.eda_mirror)
     git = ["git", "--git-dir", args.eda_mirror]

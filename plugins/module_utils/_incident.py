@@ -566,13 +566,23 @@ class Incident(object):
                              users=(lambda incident: incident.invitees("slack")) if users else None),
                 self.teams(name, "present", text=teams_text or message, members=users)]
 
+    def pages_at_open(self):
+        """oncall.page_policy: always (the default), or on_failure - a page only when a human is needed (approve mode
+        at open; an escalation always pages)."""
+        return self.params["oncall"]["page_policy"] == "always" or self.params["oncall"]["approve"]
+
+    def paged(self):
+        """Whether a page may be open: always with the always policy, else when the timeline shows one was sent."""
+        return self.pages_at_open() or any(
+            r.get("step") in ("page on-call", "escalate page") and r.get("result") != "failed" for r in self.saved)
+
     # phases ------------------------------------------------------------------------------------
     def open(self):
         # The channels name the tickets and invite the people paged: they wait for them, but not for a system that
         # does not answer (a channel then opens without that ticket's link; the ticket still comes, or is caught up
         # later). The desks name each other once both are known (here, or in a later phase).
         self.stage([self.comment("remediation started", "%s for %s" % (STARTED_PREFIX, self.words.summary)),
-                    self.page("page on-call", "triggered"),
+                    self.page("page on-call", "triggered") if self.pages_at_open() else None,
                     self.ticket("open ticket", "present"),
                     self.servicenow("open ticket", "present", work_note=self.words.with_run("Remediation started by selfheal.devops."),
                                     work_note_id=self.key + "-opened")], wait=self.params["request_timeout"])
@@ -605,7 +615,7 @@ class Incident(object):
                        "teams": os.path.join(self.params["timeline_dir"], self.key + "-teams.md")}
         self.stage([
             self.comment("resolved", "%s: %s" % (RESOLVED, message), close=self.params["dynatrace"]["close"]),
-            self.page("resolve page", "resolved"),
+            self.page("resolve page", "resolved") if self.paged() else None,
             self.channel("outcome", "present", text=":white_check_mark: %s: %s" % (RESOLVED, message), message_id="resolved"),
             self.teams("outcome", "present", text="**%s**: %s" % (RESOLVED, message), message_id="resolved"),
             # Catch-up: a ticket is opened here when the open phase could not (its desk down, budget spent).

@@ -174,6 +174,15 @@ options:
             among O(oncall.response_options).
         type: bool
         default: false
+      page_policy:
+        description:
+          - V(always) pages the on-call engineer when the incident opens. V(on_failure) pages only when a human is
+            needed - at open in approve mode, and on escalation (a failed fix, nothing to fix automatically) - so an
+            incident the automation fixes by itself wakes nobody; it is still in the tickets, the channels and
+            Dynatrace.
+        type: str
+        choices: [always, on_failure]
+        default: always
       approve_response:
         description: The response that approves the fix.
         type: str
@@ -497,6 +506,7 @@ def argument_spec():
             severity=dict(type="str", default="critical", choices=["critical", "error", "warning", "info"]),
             response_options=dict(type="list", elements="dict", default=[]),
             approve=dict(type="bool", default=False),
+            page_policy=dict(type="str", default="always", choices=["always", "on_failure"]),
             approve_response=dict(type="str", default="Approve"),
             approval_timeout=dict(type="float", default=300.0),
             approval_poll_interval=dict(type="float", default=2.0))),

@@ -150,6 +150,28 @@ def test_escalate_repages_and_comments_keeping_the_ticket_open(sandbox, sandbox_
     assert any("escalated to a human" in m["text"] for m in sandbox.state()["slack"]["messages"][channel["id"]])
 
 
+def test_page_only_on_failure_wakes_nobody_for_a_fix_and_pages_an_escalation(sandbox, sandbox_env, playbook, incident):
+    problem, settings = incident
+    key = settings["incident_key"]
+    settings["incident_page_policy"] = "on_failure"
+    run = playbook(full_cycle(), extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run["errors"]["incident_errors"] == []
+    assert sandbox.state()["xmatters"]["events"] == []  # fixed by itself: nobody paged
+    steps = [r["step"] for r in run["timeline"]["incident_timeline"]]
+    assert "page on-call" not in steps and "resolve page" not in steps
+    [ticket] = tickets(sandbox, key)
+    assert ticket["fields"]["status"] == "Resolved"
+    # Another incident the fix does not heal: the escalation pages.
+    other, normalised = open_problem(sandbox)
+    settings.update(incident_key="dt-" + other["displayId"], incident_problem=normalised)
+    run = playbook([role("open"), role("escalate", incident_message="still down after the restart")],
+                   extra_vars=settings, env=sandbox_env)
+    assert run.rc == 0, run.stdout[-3000:]
+    [page] = sandbox.state()["xmatters"]["events"]
+    assert page["status"] == "ACTIVE"
+
+
 def test_no_system_configured_only_keeps_the_timeline(sandbox, sandbox_env, playbook, tmp_path):
     settings = {"incident_key": "dt-P-9", "incident_dynatrace_enabled": False,
                 "incident_timeline_dir": str(tmp_path / "incidents")}

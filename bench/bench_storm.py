@@ -1,0 +1,145 @@
+"""A storm: 20 problems on 20 hosts at once, auto mode, beside one incident alone, in one run.
+
+One real ansible-rulebook activation of the self_healing rulebook (collection installed from its tarball), the sandbox
+as Dynatrace, xMatters, Jira and Slack, and 20 distinct hosts: each its own supervisord running its own `web` service
+and its own crash-loop state (ansible_connection local). Measured by the bench's own clock on what the user gets:
+a service is healed when its PID changed and it answers HTTP 200; an incident is resolved when its timeline has the
+channel archived. Every incident must have exactly one page, one ticket and one channel.
+
+  single   one crash, notification -> healthy (median of --singles runs, before and after the storm)
+  storm    --hosts crashes notified at the same moment -> every service healthy, and -> every incident resolved
+
+    .venv/bin/python bench/bench_storm.py [--hosts 20] [--singles 3] [--max-concurrent 25]
+
+Target (issue 15): the storm healthy within 3x the single incident's time. Exits 1 when it is missed or a record is
+not exactly once. Writes bench/results/storm.json.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox")]
+
+import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
+import estate  # noqa: E402
+import loops  # noqa: E402
+import rulebook_harness  # noqa: E402
+
+
+def resolved(loop, key):
+    return any(r["step"] == "archive channel" for r in loops.timeline(loop, key)["records"])
+
+
+def healed(loop, host, old):
+    supervisor = loop.supervisors[host]
+    pid = supervisor.pid()
+    return pid not in (0, old) and estate.healthy(supervisor.port)
+
+
+def incident(loop, sandbox, hosts):
+    """Crash every host's service, notify all problems at the same moment; (seconds to all healthy, to all resolved,
+    keys)."""
+    olds = dict((host, loops.crash(loop, host)) for host in hosts)
+    problems, threads = {}, []
+    barrier = threading.Barrier(len(hosts) + 1)
+
+    def notify(host):
+        barrier.wait()
+        problems[host] = loops.report(sandbox, host)
+
+    for host in hosts:
+        threads.append(threading.Thread(target=notify, args=(host,)))
+        threads[-1].start()
+    barrier.wait()
+    started = time.time()
+    for thread in threads:
+        thread.join()
+    keys = dict((host, "dt-" + problem["displayId"]) for host, problem in problems.items())
+    pending, healthy_at = set(hosts), {}
+    deadline = started + 600
+    while pending and time.time() < deadline:
+        for host in list(pending):
+            if healed(loop, host, olds[host]):
+                healthy_at[host] = time.time()
+                pending.discard(host)
+        time.sleep(0.05)
+    if pending:
+        raise AssertionError("not healthy after 600 s: %s" % sorted(pending))
+    estate.wait_until(lambda: all(resolved(loop, key) for key in keys.values()), timeout=600, interval=0.1,
+                      what="every incident resolved")
+    done = time.time()
+    loop.wait_idle(timeout=300)  # the problems' closing runs too: the next measurement starts on a quiet loop
+    return max(healthy_at.values()) - started, done - started, keys
+
+
+def exactly_once(sandbox, keys):
+    """Incident keys whose page, ticket or channel is not exactly one."""
+    wrong = []
+    for key in keys:
+        counts = (len(loops.pages_for(sandbox, key)), len(loops.tickets_for(sandbox, key)), len(loops.channels_for(sandbox, key)))
+        if counts != (1, 1, 1):
+            wrong.append("%s: %d pages, %d tickets, %d channels" % ((key,) + counts))
+    return wrong
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--singles", type=int, default=3, help="single incidents measured before and after the storm")
+    parser.add_argument("--max-concurrent", type=int, default=25, help="ansible-rulebook's EDA_MAX_CONCURRENT_ACTIONS")
+    args = parser.parse_args()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="selfheal-bench-storm-"))
+    os.environ["EDA_MAX_CONCURRENT_ACTIONS"] = str(args.max_concurrent)
+    hosts = ["web-%02d" % number for number in range(1, args.hosts + 1)]
+    collections = rulebook_harness.install_collection(str(workdir))
+    sandbox = conftest.start_sandbox()
+    settings = {"process_restart_max_attempts": 100, "remediation_postmortem": False, "remediation_recurrence": False,
+                "remediation_service_limit": 0}
+    loads, singles, storm = [os.getloadavg()[0]], [], None
+    try:
+        with loops.self_healing_loop(collections, sandbox, workdir, settings=settings, more_hosts=hosts[1:]) as loop:
+            for dummy in range(args.singles):
+                singles.append(incident(loop, sandbox, hosts[:1]))
+                loads.append(os.getloadavg()[0])
+            storm = incident(loop, sandbox, hosts)
+            loads.append(os.getloadavg()[0])
+            for dummy in range(args.singles):
+                singles.append(incident(loop, sandbox, hosts[:1]))
+                loads.append(os.getloadavg()[0])
+            wrong = exactly_once(sandbox, list(storm[2].values()) + [k for s in singles for k in s[2].values()])
+    finally:
+        conftest.stop_sandbox(sandbox)
+    single = statistics.median(s[0] for s in singles)
+    single_resolved = statistics.median(s[1] for s in singles)
+    ratio = storm[0] / single
+    report = {"benchmark": "storm", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "command": "python bench/bench_storm.py " + " ".join(sys.argv[1:]), "machine": "%d cores" % os.cpu_count(),
+              "hosts": args.hosts, "max_concurrent": args.max_concurrent, "load_average_1m": [round(l, 2) for l in loads],
+              "single_healthy_s": [round(s[0], 2) for s in singles], "single_resolved_s": [round(s[1], 2) for s in singles],
+              "storm_healthy_s": round(storm[0], 2), "storm_resolved_s": round(storm[1], 2),
+              "ratio_healthy": round(ratio, 2), "ratio_resolved": round(storm[1] / single_resolved, 2),
+              "records_not_exactly_once": wrong}
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "storm.json"), "w") as handle:
+        json.dump(report, handle, indent=2)
+    print("single incident: healthy %s s (median %.2f), resolved median %.2f s" % (
+        report["single_healthy_s"], single, single_resolved))
+    print("storm of %d: all healthy %.2f s (%.2fx the single), all resolved %.2f s (%.2fx)" % (
+        args.hosts, storm[0], ratio, storm[1], report["ratio_resolved"]))
+    print("load average (1 min): %s" % report["load_average_1m"])
+    print("records not exactly once: %s" % (wrong or "none"))
+    missed = ratio > 3.0 or wrong
+    print("TARGET MISSED" if missed else "target met (storm healthy within 3x the single incident)")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
