@@ -11,7 +11,7 @@ import pytest
 
 import estate
 import msgraph as sandbox_graph
-from loops import channel_texts, channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, timeline, wait_for_step
+from loops import channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state, self_healing_loop, tickets_for, timeline, wait_for_step
 
 SETTINGS = {"incident_service_desks": ["jira", "servicenow"], "incident_chats": ["slack", "teams"],
             "incident_servicenow_assignment_group": "Linux Operations", "incident_teams_team": "Operations",
@@ -62,7 +62,7 @@ def test_a_crash_is_healed_with_every_record_once_in_jira_servicenow_slack_and_t
     [ticket] = tickets_for(sandbox, key)
     [incident] = servicenow_incidents(sandbox, key)
     assert ticket["fields"]["status"] == "Resolved" and ticket["fields"]["resolution"] == "Fixed"
-    assert sorted(a["filename"] for a in ticket["attachments"]) == names
+    assert incident_attachments(ticket) == names
     bodies = [json.dumps(c["body"]) for c in ticket["comments"]]
     assert sum(("ServiceNow incident %s" % incident["number"]) in b for b in bodies) == 1
     assert sum("web restarted on web-01" in b for b in bodies) == 1

@@ -14,8 +14,8 @@ import time
 import pytest
 
 import estate
-from loops import (bluegreen_estate, channel_texts, channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for,
-                   timeline, wait_for_step)
+from loops import (bluegreen_estate, channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state,
+                   self_healing_loop, tickets_for, timeline, wait_for_step)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_process_crash_is_healed_with_every_record_once(loop, sandbox_session):
 
     [ticket] = tickets_for(sandbox, key)
     assert ticket["fields"]["status"] == "Resolved" and ticket["fields"]["resolution"] == "Fixed"
-    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    assert incident_attachments(ticket) == [key + "-slack.md", key + ".json"]
     [channel] = channels_for(sandbox, key)
     assert channel["is_archived"] and {"U0ONCALL01", "U0ONCALL02"} <= set(channel["members"])
     texts = channel_texts(sandbox, channel)
@@ -123,7 +123,7 @@ def test_full_disk_is_freed_keeping_young_and_excluded_files(loop, sandbox_sessi
     assert len(pages_for(sandbox, key)) == 1 and pages_for(sandbox, key)[0]["status"] == "TERMINATED"
     [ticket] = tickets_for(sandbox, key)
     assert ticket["fields"]["status"] == "Resolved"
-    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    assert incident_attachments(ticket) == [key + "-slack.md", key + ".json"]
     [channel] = channels_for(sandbox, key)
     assert channel["is_archived"] and "temporary files" in channel_texts(sandbox, channel)[-1]
     comments = [c["content"] for c in sandbox.state()["dynatrace"]["comments"][problem["problemId"]]]
@@ -148,7 +148,7 @@ def test_jira_down_for_30_s_and_slack_rate_limited_still_heal_with_every_record_
     assert page["status"] == "TERMINATED"
     [ticket] = tickets_for(sandbox, key)  # created late, once, and resolved
     assert ticket["fields"]["status"] == "Resolved"
-    assert sorted(a["filename"] for a in ticket["attachments"]) == [key + "-slack.md", key + ".json"]
+    assert incident_attachments(ticket) == [key + "-slack.md", key + ".json"]
     [channel] = channels_for(sandbox, key)
     texts = channel_texts(sandbox, channel)
     assert len(texts) == len(set(texts)) == 2 and channel["is_archived"]  # opening and outcome, once each

@@ -133,6 +133,12 @@ def tickets_for(sandbox, key):
     return [i for i in sandbox.state()["jira"]["cloud"]["issues"].values() if key in i["fields"]["labels"]]
 
 
+def incident_attachments(ticket):
+    """The ticket's attachments from the incident itself (timeline, transcripts), sorted; the post-mortem files the
+    remediation role attaches afterwards are left out (test_recurrence checks those)."""
+    return sorted(a["filename"] for a in ticket["attachments"] if "-postmortem." not in a["filename"])
+
+
 def channels_for(sandbox, key):
     return [c for c in sandbox.state()["slack"]["channels"].values() if c["name"] == "inc-" + key.lower()]
 

@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -288,27 +287,16 @@ EXAMPLES = r"""
 LOGGER = logging.getLogger("selfheal.devops.dynatrace")
 
 
-def _collection_import(name):
-    """Import a module of this collection.
-
-    ansible-rulebook runs sources with runpy.run_path, outside Ansible's collection loader; when the
-    collection's `ansible_collections` root is not importable yet, add the root this file lives under.
-    """
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        parts = os.path.abspath(__file__).split(os.sep)
-        if "ansible_collections" not in parts:
-            raise
-        root = os.sep.join(parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
-        if root not in sys.path:
-            sys.path.append(root)
-        return importlib.import_module(name)
+# ansible-rulebook runs a source from its path (runpy), outside any collection loader: make the ansible_collections
+# folder this file is installed under importable, then import the collection's own modules as usual.
+_ROOT = os.path.abspath(__file__).rpartition(os.sep + "ansible_collections" + os.sep)[0]
+if _ROOT and _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 
-webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
-state = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._state")
-dt = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._problem")
+from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import _webhook as webhook  # noqa: E402
+from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import _state as state  # noqa: E402
+from ansible_collections.selfheal.devops.plugins.module_utils import _problem as dt  # noqa: E402
 
 TRANSITIONS = ("opened", "updated", "closed")
 
@@ -498,9 +486,10 @@ class DynatraceReader(object):
     """
 
     def __init__(self, config):
-        http = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._http")
-        service = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils.dynatrace")
-        self.errors = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._errors")
+        from ansible_collections.selfheal.devops.plugins.module_utils import _http as http
+        from ansible_collections.selfheal.devops.plugins.module_utils import dynatrace as service
+        from ansible_collections.selfheal.devops.plugins.module_utils import _errors
+        self.errors = _errors
         self.config = config
         self.stopping = threading.Event()
         client = http.Client(config.url + "/api/v2", service="Dynatrace", auth=http.api_token_auth(config.token),

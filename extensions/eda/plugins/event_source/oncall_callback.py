@@ -4,7 +4,6 @@
 """selfheal.devops.oncall_callback: on-call responders' choices as Event-Driven Ansible events."""
 
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -156,22 +155,15 @@ EXAMPLES = r"""
 LOGGER = logging.getLogger("selfheal.devops.oncall_callback")
 
 
-def _collection_import(name):
-    """Import a module of this collection (see the dynatrace source: sources run outside the loader)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        parts = os.path.abspath(__file__).split(os.sep)
-        if "ansible_collections" not in parts:
-            raise
-        root = os.sep.join(parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
-        if root not in sys.path:
-            sys.path.append(root)
-        return importlib.import_module(name)
+# ansible-rulebook runs a source from its path (runpy), outside any collection loader: make the ansible_collections
+# folder this file is installed under importable, then import the collection's own modules as usual.
+_ROOT = os.path.abspath(__file__).rpartition(os.sep + "ansible_collections" + os.sep)[0]
+if _ROOT and _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 
-webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
-decisions = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._decisions")
+from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import _webhook as webhook  # noqa: E402
+from ansible_collections.selfheal.devops.plugins.module_utils import _decisions as decisions  # noqa: E402
 
 
 def _property(properties, name):

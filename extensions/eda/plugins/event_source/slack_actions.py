@@ -8,7 +8,6 @@ import concurrent.futures
 import difflib
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -224,22 +223,15 @@ EXAMPLES = r"""
 LOGGER = logging.getLogger("selfheal.devops.slack_actions")
 
 
-def _collection_import(name):
-    """Import a module of this collection (see the dynatrace source: sources run outside the loader)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        parts = os.path.abspath(__file__).split(os.sep)
-        if "ansible_collections" not in parts:
-            raise
-        root = os.sep.join(parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
-        if root not in sys.path:
-            sys.path.append(root)
-        return importlib.import_module(name)
+# ansible-rulebook runs a source from its path (runpy), outside any collection loader: make the ansible_collections
+# folder this file is installed under importable, then import the collection's own modules as usual.
+_ROOT = os.path.abspath(__file__).rpartition(os.sep + "ansible_collections" + os.sep)[0]
+if _ROOT and _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 
-webhook = _collection_import("ansible_collections.selfheal.devops.extensions.eda.plugins.event_source._webhook")
-decisions = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._decisions")
+from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import _webhook as webhook  # noqa: E402
+from ansible_collections.selfheal.devops.plugins.module_utils import _decisions as decisions  # noqa: E402
 
 ARGUMENTS = ("host", "port", "path", "signing_secret", "replay_window", "certfile", "keyfile", "cafile",
              "max_body_bytes", "max_pending", "handoff_timeout", "retry_after", "max_connections", "idle_timeout",
@@ -543,8 +535,8 @@ class Directory(object):
     """
 
     def __init__(self, config, clock=time.monotonic):
-        http = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._http")
-        service = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils.slack")
+        from ansible_collections.selfheal.devops.plugins.module_utils import _http as http
+        from ansible_collections.selfheal.devops.plugins.module_utils import slack as service
         self.config = config
         self.clock = clock
         client = http.Client(config.url, service="Slack", auth=http.bearer_auth(config.api_token),
@@ -755,7 +747,8 @@ class Notifier(object):
 
     def __init__(self, config):
         self.config = config
-        self.http = _collection_import("ansible_collections.selfheal.devops.plugins.module_utils._http")
+        from ansible_collections.selfheal.devops.plugins.module_utils import _http
+        self.http = _http
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="selfheal-slack-reply")
         self.sent = 0
 
