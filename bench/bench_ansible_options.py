@@ -73,6 +73,9 @@ def run(path, extra_env, folder):
                ANSIBLE_NOCOLOR="1", **extra_env)
     if "ANSIBLE_PYTHON_INTERPRETER" not in extra_env:
         env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
+    # Interpreter discovery tries python3.13, python3.12, ... on PATH first: a version manager's shims there (pyenv)
+    # answer for versions that are not installed. A managed host has no such shims.
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".pyenv" not in p)
     started = time.perf_counter()
     # An inventory host (not the implicit localhost, which runs ansible-playbook's own Python): as a managed host.
     done = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", path], env=env, cwd=folder, capture_output=True,
@@ -109,8 +112,8 @@ def main():
     print("\n%-18s %10s %12s %16s %14s" % ("variant", "empty s", "10+10 s", "per module+fact", "x default"))
     for name in names:
         row = summary[name]
-        print("%-18s %10.2f %12.2f %16.3f %14.2f" % (name, row["empty"], row["modules"], row["per_task_pair"],
-                                                    row["modules"] / base["modules"]))
+        ratio = row["modules"] / base["modules"]
+        print("%-18s %10.2f %12.2f %16.3f %14.2f" % (name, row["empty"], row["modules"], row["per_task_pair"], ratio))
     report = {"benchmark": "ansible_options", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": "python bench/bench_ansible_options.py " + " ".join(sys.argv[1:]),
               "machine": "%d cores" % os.cpu_count(), "load_average_1m": [round(l, 2) for l in loads],

@@ -45,13 +45,13 @@ def buttons_shown(sandbox, key):
 
 
 def click(sandbox, key, user, action="approve"):
-    return sandbox.call("POST", "/_sandbox/slack/click", {"channel": "inc-" + key.lower(), "user": user,
-                                                         "action_id": "selfheal_" + action})
+    body = {"channel": "inc-" + key.lower(), "user": user, "action_id": "selfheal_" + action}
+    return sandbox.call("POST", "/_sandbox/slack/click", body)
 
 
 def command(sandbox, key, user, text):
-    return sandbox.call("POST", "/_sandbox/slack/command", {"channel": "inc-" + key.lower(), "user": user,
-                                                           "command": "/selfheal", "text": text})
+    body = {"channel": "inc-" + key.lower(), "user": user, "command": "/selfheal", "text": text}
+    return sandbox.call("POST", "/_sandbox/slack/command", body)
 
 
 def ticket_comments(sandbox, key):

@@ -87,7 +87,12 @@ class Activation(object):
         })
         env.update(self.env)
         command = [os.path.join(BIN, "ansible-rulebook"), "-r", self.rulebook_path, "-i", self.inventory_path,
-                   "-e", self.vars_path] + (["--env-vars", ",".join(self.env_vars)] if self.env_vars else []) + (["--print-events"] if self.print_events else []) + ["-v"] * self.verbosity
+                   "-e", self.vars_path]
+        if self.env_vars:
+            command += ["--env-vars", ",".join(self.env_vars)]
+        if self.print_events:
+            command.append("--print-events")
+        command += ["-v"] * self.verbosity
         self._log = open(self.log_path, "a" if self.process is not None else "w")  # a restart appends
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         cwd=self.workdir, start_new_session=True)
