@@ -9,7 +9,7 @@ channel archived. Every incident must have exactly one page, one ticket and one 
   single   one crash, notification -> healthy (median of --singles runs, before and after the storm)
   storm    --hosts crashes notified at the same moment -> every service healthy, and -> every incident resolved
 
-    .venv/bin/python bench/bench_storm.py [--hosts 20] [--singles 3] [--max-concurrent 25]
+    .venv/bin/python bench/bench_storm.py [--hosts 20] [--singles 3] [--max-concurrent 25] [--internal-poll-interval S]
 
 Target (issue 15): the storm healthy within 3x the single incident's time. Exits 1 when it is missed or a record is
 not exactly once. Writes bench/results/storm.json.
@@ -34,6 +34,13 @@ import loops  # noqa: E402
 import rulebook_harness  # noqa: E402
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process and of its children it has waited for (the playbooks it ran), in seconds."""
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / float(os.sysconf("SC_CLK_TCK"))
+
+
 def resolved(loop, key):
     return any(r["step"] == "archive channel" for r in loops.timeline(loop, key)["records"])
 
@@ -48,6 +55,7 @@ def incident(loop, sandbox, hosts):
     """Crash every host's service, notify all problems at the same moment; (seconds to all healthy, to all resolved,
     keys)."""
     olds = dict((host, loops.crash(loop, host)) for host in hosts)
+    cpu_before = cpu_seconds(loop.process.pid)
     problems, threads = {}, []
     barrier = threading.Barrier(len(hosts) + 1)
 
@@ -77,7 +85,8 @@ def incident(loop, sandbox, hosts):
                       what="every incident resolved")
     done = time.time()
     loop.wait_idle(timeout=300)  # the problems' closing runs too: the next measurement starts on a quiet loop
-    return max(healthy_at.values()) - started, done - started, keys
+    cpu = cpu_seconds(loop.process.pid) - cpu_before  # the activation and every playbook it ran, closing runs included
+    return max(healthy_at.values()) - started, done - started, keys, cpu
 
 
 def exactly_once(sandbox, keys):
@@ -95,8 +104,14 @@ def main():
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--singles", type=int, default=3, help="single incidents measured before and after the storm")
     parser.add_argument("--max-concurrent", type=int, default=25, help="ansible-rulebook's EDA_MAX_CONCURRENT_ACTIONS")
+    parser.add_argument("--internal-poll-interval", type=float,
+                        help="ansible.cfg [defaults] internal_poll_interval for every playbook run (Ansible's default "
+                             "0.001 s: each waiting ansible-playbook polls its workers 1,000 times a second)")
     args = parser.parse_args()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="selfheal-bench-storm-"))
+    if args.internal_poll_interval is not None:
+        (workdir / "ansible.cfg").write_text("[defaults]\ninternal_poll_interval = %s\n" % args.internal_poll_interval)
+        os.environ["ANSIBLE_CONFIG"] = str(workdir / "ansible.cfg")
     os.environ["EDA_MAX_CONCURRENT_ACTIONS"] = str(args.max_concurrent)
     hosts = ["web-%02d" % number for number in range(1, args.hosts + 1)]
     collections = rulebook_harness.install_collection(str(workdir))
@@ -122,9 +137,12 @@ def main():
     ratio = storm[0] / single
     report = {"benchmark": "storm", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": "python bench/bench_storm.py " + " ".join(sys.argv[1:]), "machine": "%d cores" % os.cpu_count(),
-              "hosts": args.hosts, "max_concurrent": args.max_concurrent, "load_average_1m": [round(l, 2) for l in loads],
+              "hosts": args.hosts, "max_concurrent": args.max_concurrent,
+              "internal_poll_interval": args.internal_poll_interval, "load_average_1m": [round(l, 2) for l in loads],
               "single_healthy_s": [round(s[0], 2) for s in singles], "single_resolved_s": [round(s[1], 2) for s in singles],
               "storm_healthy_s": round(storm[0], 2), "storm_resolved_s": round(storm[1], 2),
+              "cpu_s_per_single_incident": round(statistics.median(s[3] for s in singles), 2),
+              "cpu_s_per_storm_incident": round(storm[3] / args.hosts, 2),
               "ratio_healthy": round(ratio, 2), "ratio_resolved": round(storm[1] / single_resolved, 2),
               "records_not_exactly_once": wrong}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
@@ -134,6 +152,8 @@ def main():
         report["single_healthy_s"], single, single_resolved))
     print("storm of %d: all healthy %.2f s (%.2fx the single), all resolved %.2f s (%.2fx)" % (
         args.hosts, storm[0], ratio, storm[1], report["ratio_resolved"]))
+    print("controller CPU per incident (activation + playbooks, closing runs included): %.2f s alone, %.2f s in the "
+          "storm" % (report["cpu_s_per_single_incident"], report["cpu_s_per_storm_incident"]))
     print("load average (1 min): %s" % report["load_average_1m"])
     print("records not exactly once: %s" % (wrong or "none"))
     missed = ratio > 3.0 or wrong
