@@ -645,8 +645,9 @@ class Incident(object):
             text = "Approved%s (%s, %s): running the fix." % (decided_by, answer.get("response"), answer.get("source"))
         else:
             text = "Not approved (%s%s): no automatic fix." % (answer.get("response"), decided_by)
-        self.stage([self.ticket("approval", "present", comment=text, comment_id="%s-approval" % self.key),
-                    self.channel("approval", "present", text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text)])
+        self.stage(self.everywhere("approval", text, comment_id="%s-approval" % self.key,
+                                   slack_text=(":white_check_mark: " if answer.get("approved") else ":no_entry: ") + text))
+        self.stage(self.links())
         return answer
 
     def await_answer(self, decision_dir, approve_response):

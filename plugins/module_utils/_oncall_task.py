@@ -50,13 +50,8 @@ def validate(params):
 
 def failure(error, result, params):
     """fail_json arguments: the error, what the run learnt and, when it wrote something, changed=true and what."""
-    written = result.get("written") or []
-    kwargs = dict((k, v) for k, v in result.items() if k != "written")
-    kwargs.update(error.to_fail_kwargs())
-    kwargs.update(provider=params["provider"], incident_key=params["incident_key"], changed=bool(written))
-    if written:
-        kwargs["written"] = written
-        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(written))
+    kwargs = _tasks.failure(error, result)
+    kwargs.update(provider=params["provider"], incident_key=params["incident_key"])
     return kwargs
 
 

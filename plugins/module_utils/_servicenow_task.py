@@ -282,15 +282,6 @@ def new_result():
             "transitioned": None, "attached": [], "written": []}
 
 
-def failure(error, result):
-    """fail_json arguments: the error and, when something was written before it, changed=true and what."""
-    kwargs = error.to_fail_kwargs()
-    if result["written"]:
-        kwargs.update(changed=True, written=result["written"],
-                      msg="%s (written before the failure: %s)" % (kwargs["msg"], "; ".join(result["written"])))
-    return kwargs
-
-
 def execute(task):
     """The module's result (changed, number, incident, ...); _tasks.Failed when it failed (saying what was written)."""
     result = new_result()
@@ -298,7 +289,7 @@ def execute(task):
         service = servicenow.client_from_params(task.params, log=task.warn)
         changed, diff = run(task, service, result)
     except SelfHealError as error:
-        raise _tasks.Failed(failure(error, result))
+        raise _tasks.Failed(_tasks.failure(error, result, keep_result=False))
     del result["written"]
     if task._diff:
         result["diff"] = diff

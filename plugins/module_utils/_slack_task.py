@@ -264,15 +264,7 @@ def run(module, service, result):
     return {"before": before, "after": after}
 
 
-def failure(error, result):
-    """fail_json arguments: the error and, when something was written before it, changed=true and what."""
-    kwargs = dict((k, v) for k, v in result.items() if k not in ("written", "changed"))
-    kwargs.update(error.to_fail_kwargs())
-    kwargs["changed"] = bool(result["written"])
-    if result["written"]:
-        kwargs["written"] = result["written"]
-        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(result["written"]))
-    return kwargs
+failure = _tasks.failure
 
 
 def argument_spec():

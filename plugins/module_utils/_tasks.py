@@ -37,6 +37,19 @@ class Task(object):
         raise Failed(kwargs)
 
 
+def failure(error, result, keep_result=True):
+    """fail_json arguments for a SelfHealError: the error and what the run learnt (result, when keep_result); when the
+    run wrote something before it, changed=true, the writes in written and named in msg, so a retry knows."""
+    written = result.get("written") or []
+    kwargs = dict((k, v) for k, v in result.items() if k not in ("written", "changed")) if keep_result else {}
+    kwargs.update(error.to_fail_kwargs())
+    kwargs["changed"] = bool(written)
+    if written:
+        kwargs["written"] = written
+        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(written))
+    return kwargs
+
+
 def prepare(argument_spec, constraints, args, check_mode=False):
     """A Task from raw arguments, validated as AnsibleModule would (defaults, environment fallbacks, types,
     required_* rules); Failed with every error message when they are not valid. Also returns the no_log values."""

@@ -143,7 +143,7 @@ written:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.selfheal.devops.plugins.module_utils import _options, keptn
+from ansible_collections.selfheal.devops.plugins.module_utils import _options, _tasks, keptn
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError, UnexpectedResponse
 
 MIN_POLL_INTERVAL = 0.2
@@ -220,12 +220,7 @@ def run(module, service, result):
 
 def failure(error, result):
     """fail_json arguments for an error; after a write, changed=true and what was written."""
-    kwargs = dict((k, v) for k, v in result.items() if v not in (None, []))
-    kwargs.update(error.to_fail_kwargs())
-    kwargs["changed"] = bool(result["written"])
-    if result["written"]:
-        kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(result["written"]))
-    return kwargs
+    return _tasks.failure(error, dict((k, v) for k, v in result.items() if v not in (None, []) or k == "written"))
 
 
 def main():
