@@ -18,10 +18,6 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_HOST_KEY_CHECKING := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# pytest's temporary folders under a root of this checkout's own (short, for the UNIX sockets in them): pytest prunes
-# the older runs under its root, which would otherwise delete folders a run of another checkout is still using.
-PYTEST_TEMPROOT := /tmp/selfheal-pytest-$(shell printf %s "$(CURDIR)" | md5sum | cut -c1-8)
-export PYTEST_DEBUG_TEMPROOT := $(PYTEST_TEMPROOT)
 
 .PHONY: help venv collection system-deps sanity-bootstrap lint sanity units integration e2e molecule test build demo bench docs clean
 
@@ -73,13 +69,13 @@ sanity: sanity-bootstrap ## ansible-test sanity, no ignore files (SANITY_ARGS="p
 	cd $$dest && $(BIN)/ansible-test sanity --python 3.11 --venv --color no $(SANITY_ARGS)
 
 units: venv collection ## unit tests (pure logic, transport against a loopback server)
-	mkdir -p $(PYTEST_TEMPROOT) && $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: venv collection system-deps ## modules, event sources and roles against the sandbox and real local parts
-	mkdir -p $(PYTEST_TEMPROOT) && $(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 e2e: venv collection system-deps ## ansible-rulebook end to end
-	mkdir -p $(PYTEST_TEMPROOT) && $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 # The role scenarios in extensions/molecule (molecule finds them from the collection root): default driver,
 # local connection, no container engine, offline. One `molecule test -s` per scenario, so that every scenario runs

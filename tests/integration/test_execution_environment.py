@@ -102,7 +102,7 @@ def test_the_collection_brings_its_own_python_requirements(tarball, tmp_path):
     """What ansible-builder's introspection (run inside the image build) finds in the installed tarball: the
     event sources' and modules' Python requirements, so neither definition has to repeat them."""
     collections = tmp_path / "collections"
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections),
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(collections),
                     str(tarball)], check=True, capture_output=True, text=True)
     result = subprocess.run([os.path.join(BIN, "ansible-builder"), "introspect", "--sanitize", str(collections)],
                             capture_output=True, text=True, check=True)
