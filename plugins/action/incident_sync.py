@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: selfheal.devops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""incident_sync on the controller runs in the task's worker process (see plugin_utils/_controller.py), and opens an
-incident in the background when asked (background=true): the worker forks a detached process that takes the
-incident's phase lock, writes every system and the timeline, and exits; the task returns as soon as that process holds
-the lock, so the fix starts at once and the next phase of the incident (resolve) waits for the opening to end."""
+"""incident_sync on the controller runs in the task's worker process (see plugin_utils/_controller.py), and with
+background=true writes in the background: the worker forks a detached process that takes the incident's phase lock,
+writes every system and the timeline, and exits; the task returns as soon as that process holds the lock, so the fix
+starts at once and the next phase of the incident (resolve) waits for the writes to end. For open, that is the whole
+phase; for approve, the answer is awaited here first (the play needs it) and only telling everyone who decided goes on
+in the background."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -31,7 +33,7 @@ class ActionModule(ControllerAction):
         return module.argument_spec(), {}
 
     def background(self, task):
-        return task.params["background"] and task.params["phase"] == "open" and not task.check_mode
+        return task.params["background"] and task.params["phase"] in ("open", "approve") and not task.check_mode
 
     def execute(self, task):
         problem = module.check(task.params)
@@ -42,6 +44,8 @@ class ActionModule(ControllerAction):
 
             _options.require_requests(task)
         try:
+            if self.background(task) and task.params["phase"] == "approve":
+                return approve_in_background(task)
             if self.background(task):
                 return start_in_background(task)
             return module.run(task)
@@ -49,8 +53,20 @@ class ActionModule(ControllerAction):
             raise _tasks.Failed({"msg": "cannot use the timeline in %s: %s" % (task.params["timeline_dir"], error)})
 
 
-def start_in_background(task):
-    """Fork a detached process that runs the open phase under the incident's lock; return once it holds the lock."""
+def approve_in_background(task):
+    """Wait for the answer here (no lock held, as in the foreground), then tell every system in the background."""
+    params = task.params
+    incident = _incident.Incident(params, False, task.warn)
+    incident.read_timeline()
+    if incident.already_resolved():
+        return module.run(task)  # says so, writes nothing
+    answer = incident.await_answer(params["decision_dir"], params["oncall"]["approve_response"])
+    return dict(start_in_background(task, incident, answer), approval=answer)
+
+
+def start_in_background(task, incident=None, answer=None):
+    """Fork a detached process that runs the phase under the incident's lock (with the incident as read so far and
+    the answer already awaited, for approve); return once it holds the lock."""
     params = task.params
     if not os.path.isdir(params["timeline_dir"]):
         os.makedirs(params["timeline_dir"], 0o750)
@@ -64,11 +80,12 @@ def start_in_background(task):
             if os.fork():  # the worker reaps the first child at once; the second is nobody's zombie
                 os._exit(0)
             _detach(keep=told)
-            incident = _incident.Incident(params, False, task.warn)
+            if incident is None:
+                incident = _incident.Incident(params, False, task.warn)
             with _incident.PhaseLock(params["timeline_dir"], params["incident_key"], params["budget"] + 10, task.warn):
                 os.write(told, str(os.getpid()).encode())
                 os.close(told)
-                module.run_phase(task, incident)
+                module.run_phase(task, incident, answer)
             status = 0
         finally:
             os._exit(status)
@@ -88,8 +105,8 @@ def start_in_background(task):
     finally:
         os.close(ready)
     if not answer:
-        task.warn("the incident's background opening did not start within %g s (another phase of it may still run); "
-                  "it goes on by itself and resolve waits for it" % LOCK_WAIT)
+        task.warn("the incident's background %s did not start within %g s (another phase of it may still run); "
+                  "it goes on by itself and resolve waits for it" % (params["phase"], LOCK_WAIT))
     return {"changed": True, "background": True, "pid": int(answer) if answer.isdigit() else None,
             "records": [], "errors": [], "already_resolved": False}
 

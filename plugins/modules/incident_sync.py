@@ -43,7 +43,8 @@ description:
   - An incident already resolved is not opened again (nothing is written).
   - On the controller (the task runs there - localhost or delegated to it, no privilege escalation, no task
     environment, not async), the module runs in the task's own worker process through its action plugin instead of a
-    new Python interpreter, and O(background) opens the incident in a detached process; elsewhere it runs as a module.
+    new Python interpreter, and O(background) writes an V(open) or an V(approve) in a detached process; elsewhere it runs as a
+    module.
   - The phases of one incident run one after the other (a lock file beside its timeline), so a V(resolve) started while
     an V(open) runs in the background waits for it (at most O(budget) seconds); the two never race to create the
     same ticket or channel.
@@ -66,6 +67,8 @@ options:
       - With O(phase=open), on the controller, return as soon as a detached process that opens the incident holds its
         lock (about as long as forking takes), so no communication system holds the fix. What it writes goes to the
         timeline; the incident's next phase (or V(record), to read what was written) waits for it to end.
+      - With O(phase=approve), the answer is awaited as without it and returned in RV(approval); only telling every
+        system who decided goes on in the detached process.
       - Ignored for other phases, in check mode, and where the module does not run on the controller.
     type: bool
     default: false
