@@ -71,8 +71,11 @@ sanity: sanity-bootstrap ## ansible-test sanity, no ignore files (SANITY_ARGS="p
 units: venv collection ## unit tests (pure logic, transport against a loopback server)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# Integration tests run in INTEGRATION_WORKERS processes (pytest-xdist), a test file per worker: most of their time is
+# spent waiting for ansible-playbook, the sandbox and local services. INTEGRATION_WORKERS=0 runs them in this process.
+INTEGRATION_WORKERS ?= 2
 integration: venv collection system-deps ## modules, event sources and roles against the sandbox and real local parts
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration $(if $(filter 0,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 e2e: venv collection system-deps ## ansible-rulebook end to end
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)

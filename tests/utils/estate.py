@@ -1,10 +1,13 @@
 """Real local targets for tests and the demo: a private supervisord running a small web service."""
 
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -56,6 +59,22 @@ def kill(pid):
     wait_until(lambda: not alive(pid), what="process %d to die" % pid)
 
 
+def socket_dir(directory):
+    """Where the UNIX sockets of the services kept in `directory` go: the directory itself, or a short folder in the
+    temporary directory when its path is too long for a socket address (108 bytes on Linux; pytest-xdist nests the
+    test folders one level deeper). remove_socket_dir() removes the short folder."""
+    if len(os.path.join(directory, "supervisor.sock")) < 100:
+        return directory
+    short = os.path.join(tempfile.gettempdir(), "selfheal-sock-" + hashlib.sha1(directory.encode()).hexdigest()[:12])
+    os.makedirs(short, mode=0o700, exist_ok=True)
+    return short
+
+
+def remove_socket_dir(directory):
+    if socket_dir(directory) != directory:
+        shutil.rmtree(socket_dir(directory), ignore_errors=True)
+
+
 class Supervisor(object):
     """A private supervisord: program `web` (an HTTP server that stays dead when killed) and `dying` (exits at once)."""
 
@@ -66,7 +85,7 @@ class Supervisor(object):
         with open(self.conf, "w") as handle:
             handle.write(textwrap.dedent("""\
                 [unix_http_server]
-                file={d}/supervisor.sock
+                file={s}/supervisor.sock
                 [supervisord]
                 logfile={d}/supervisord.log
                 pidfile={d}/supervisord.pid
@@ -74,7 +93,7 @@ class Supervisor(object):
                 [rpcinterface:supervisor]
                 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
                 [supervisorctl]
-                serverurl=unix://{d}/supervisor.sock
+                serverurl=unix://{s}/supervisor.sock
                 [program:web]
                 command={py} -m http.server {port} --bind 127.0.0.1
                 directory={d}
@@ -87,7 +106,7 @@ class Supervisor(object):
                 autorestart=false
                 startsecs=1
                 startretries=0
-                """).format(d=self.workdir, py=sys.executable, port=self.port))
+                """).format(d=self.workdir, s=socket_dir(self.workdir), py=sys.executable, port=self.port))
         subprocess.run([os.path.join(BIN, "supervisord"), "-c", self.conf], check=True)
         wait_until(lambda: "RUNNING" in self.ctl("status", "web").stdout and healthy(self.port), what="supervisord")
         with open(os.path.join(self.workdir, "supervisord.pid")) as handle:
@@ -110,3 +129,4 @@ class Supervisor(object):
     def stop(self):
         self.ctl("shutdown")
         wait_until(lambda: not alive(self.daemon_pid), timeout=15, what="supervisord to stop")
+        remove_socket_dir(self.workdir)

@@ -27,7 +27,7 @@ import time
 import urllib.request
 import xmlrpc.client
 
-from estate import BIN, ROOT, alive, wait_until  # tests/utils/estate.py
+from estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, wait_until  # tests/utils/estate.py
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -163,7 +163,7 @@ class FleetHost(object):
         self.state_dir = os.path.join(self.dir, "state")
         self.remote_tmp = os.path.join(self.dir, "ansible-tmp")
         self.conf = os.path.join(self.dir, "supervisord.conf")
-        self.socket = os.path.join(self.dir, "supervisor.sock")
+        self.socket = os.path.join(socket_dir(self.dir), "supervisor.sock")
         self.broken_flag = os.path.join(self.dir, "broken")
         self.health_url = "http://%s:%d/" % (self.address, self.port)
         self.process = None
@@ -178,7 +178,7 @@ class FleetHost(object):
         with open(self.conf, "w") as handle:
             handle.write(textwrap.dedent("""\
                 [unix_http_server]
-                file={d}/supervisor.sock
+                file={socket}
                 chmod=0700
                 [supervisord]
                 nodaemon=true
@@ -189,7 +189,7 @@ class FleetHost(object):
                 [rpcinterface:supervisor]
                 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
                 [supervisorctl]
-                serverurl=unix://{d}/supervisor.sock
+                serverurl=unix://{socket}
                 [program:web]
                 command={command}
                 directory={d}
@@ -199,7 +199,7 @@ class FleetHost(object):
                 startretries=0
                 stopsignal=TERM
                 stopwaitsecs=5
-                """).format(d=self.dir, name=self.name, command=command))
+                """).format(d=self.dir, socket=self.socket, name=self.name, command=command))
 
     def start(self):
         with open(os.path.join(self.dir, "supervisord.out"), "ab") as out:
@@ -258,6 +258,7 @@ class FleetHost(object):
                 self.process.wait(timeout=10)
             if program and alive(program):
                 terminate([program])
+        remove_socket_dir(self.dir)
         self.process = None
 
 
