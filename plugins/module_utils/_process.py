@@ -24,6 +24,46 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 
 
+def probe_argument_spec(**own):
+    """The options of every module that finds a process and proves its health (process_status, process_heal), with
+    the module's own."""
+    spec = dict(
+        name=dict(type="str", required=True),
+        manager=dict(type="str", default="auto", choices=["auto", "supervisor", "systemd", "service", "command"]),
+        supervisorctl=dict(type="list", elements="str", default=["supervisorctl"]),
+        pidfile=dict(type="path"),
+        process_match=dict(type="str"),
+        health_url=dict(type="str"),
+        health_status=dict(type="list", elements="int", default=[200]),
+        health_body=dict(type="str", default=""),
+        health_host=dict(type="str", default="127.0.0.1"),
+        health_port=dict(type="int", default=0),
+        health_command=dict(type="str"),
+        validate_certs=dict(type="bool", default=True),
+        timeout=dict(type="float", default=30),
+        interval=dict(type="float", default=1),
+    )
+    spec.update(own)
+    return spec
+
+
+def probe_problem(params):
+    """What is wrong with those shared options, before anything runs; None when nothing is."""
+    for name in ("timeout", "interval"):
+        if params[name] <= 0:
+            return "%s must be more than 0, got %s" % (name, params[name])
+    if not 0 <= params["health_port"] <= 65535:
+        return "health_port must be between 0 and 65535, got %d" % params["health_port"]
+    if params["health_body"]:
+        try:
+            re.compile(params["health_body"])
+        except re.error as error:
+            return "health_body is not a valid regular expression: %s" % error
+    if params["manager"] == "command" and not (params["pidfile"] or params["process_match"]):
+        return "the command manager needs a pidfile or a process_match to find the process"
+    return None
+
+
 # `supervisorctl status NAME`: "NAME  RUNNING   pid 4242, uptime 0:01:00" or "NAME  EXITED  Nov 30 05:00 AM".
 SUPERVISOR_STATUS = re.compile(r"^\S+\s+([A-Z]+)(?:\s+pid (\d+),)?", re.MULTILINE)
 SUPERVISOR_DOWN = frozenset(["STOPPED", "EXITED", "FATAL", "BACKOFF"])

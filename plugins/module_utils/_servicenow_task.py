@@ -14,7 +14,7 @@ import mimetypes
 import os
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, _tasks, servicenow
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, SelfHealError
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound
 
 TABLE = "incident"
 
@@ -284,14 +284,5 @@ def new_result():
 
 def execute(task):
     """The module's result (changed, number, incident, ...); _tasks.Failed when it failed (saying what was written)."""
-    result = new_result()
-    try:
-        service = servicenow.client_from_params(task.params, log=task.warn)
-        changed, diff = run(task, service, result)
-    except SelfHealError as error:
-        raise _tasks.Failed(_tasks.failure(error, result, keep_result=False))
-    del result["written"]
-    if task._diff:
-        result["diff"] = diff
-    result["changed"] = changed
-    return result
+    return _tasks.execute_writes(task, lambda: servicenow.client_from_params(task.params, log=task.warn), run,
+                                 new_result())

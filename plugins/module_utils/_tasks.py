@@ -11,6 +11,8 @@ systems are handled in one module run, with exactly the same checks, defaults, i
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import SelfHealError
+
 
 class Failed(Exception):
     """What main() gives fail_json: a dict with msg and any partial result."""
@@ -48,6 +50,20 @@ def failure(error, result, keep_result=True):
         kwargs["written"] = written
         kwargs["msg"] = "%s (this run had already %s)" % (kwargs["msg"], "; ".join(written))
     return kwargs
+
+
+def execute_writes(task, connect, run, result):
+    """The result of run(task, connect(), result) -> (changed, diff), which lists each write in result["written"]:
+    the module's result (changed, diff when asked), or Failed naming what was written before the error."""
+    try:
+        changed, diff = run(task, connect(), result)
+    except SelfHealError as error:
+        raise Failed(failure(error, result, keep_result=False))
+    del result["written"]
+    if task._diff:
+        result["diff"] = diff
+    result["changed"] = changed
+    return result
 
 
 def prepare(argument_spec, constraints, args, check_mode=False):

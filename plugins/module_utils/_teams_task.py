@@ -14,7 +14,7 @@ import json
 import re
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, _tasks, msgraph
-from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, SelfHealError
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput
 from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
 
 MARKER_LINE = re.compile(r"\s*\[selfheal:[A-Za-z0-9._-]+\]\s*$")
@@ -316,14 +316,4 @@ def new_result():
 
 def execute(task):
     """The module's result (changed, team, channel, ...); _tasks.Failed when it failed (saying what was written)."""
-    result = new_result()
-    try:
-        graph = msgraph.graph_from_params(task.params, log=task.warn)
-        changed, diff = run(task, graph, result)
-    except SelfHealError as error:
-        raise _tasks.Failed(_tasks.failure(error, result, keep_result=False))
-    del result["written"]
-    if task._diff:
-        result["diff"] = diff
-    result["changed"] = changed
-    return result
+    return _tasks.execute_writes(task, lambda: msgraph.graph_from_params(task.params, log=task.warn), run, new_result())

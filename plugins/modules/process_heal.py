@@ -204,32 +204,23 @@ restart_output:
   elements: str
 """
 
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.selfheal.devops.plugins.module_utils._process import heal
+from ansible_collections.selfheal.devops.plugins.module_utils._process import heal, probe_argument_spec, probe_problem
 
 
 def check(params):
-    for name in ("timeout", "interval", "window"):
-        if params[name] <= 0:
-            return "%s must be more than 0, got %s" % (name, params[name])
+    problem = probe_problem(params)
+    if problem:
+        return problem
+    if params["window"] <= 0:
+        return "window must be more than 0, got %s" % params["window"]
     if params["max_attempts"] < 1 or params["attempts_per_run"] < 1:
         return "max_attempts and attempts_per_run must be at least 1"
-    if not 0 <= params["health_port"] <= 65535:
-        return "health_port must be between 0 and 65535, got %d" % params["health_port"]
-    if params["health_body"]:
-        try:
-            re.compile(params["health_body"])
-        except re.error as error:
-            return "health_body is not a valid regular expression: %s" % error
-    if params["manager"] == "command":
-        if not params["start_command"]:
-            return "the command manager needs start_command"
-        if not (params["pidfile"] or params["process_match"]):
-            return "the command manager needs a pidfile or a process_match to find the process"
+    if params["manager"] == "command" and not params["start_command"]:
+        return "the command manager needs start_command"
     if params["manager"] == "service" and not (params["health_url"] or params["health_port"] or params["health_command"]
                                                or params["pidfile"] or params["process_match"]):
         return "an init-script service needs a way to tell it is healthy: a health check, a pidfile or a process_match"
@@ -238,21 +229,7 @@ def check(params):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            manager=dict(type="str", default="auto", choices=["auto", "supervisor", "systemd", "service", "command"]),
-            supervisorctl=dict(type="list", elements="str", default=["supervisorctl"]),
-            pidfile=dict(type="path"),
-            process_match=dict(type="str"),
-            health_url=dict(type="str"),
-            health_status=dict(type="list", elements="int", default=[200]),
-            health_body=dict(type="str", default=""),
-            health_host=dict(type="str", default="127.0.0.1"),
-            health_port=dict(type="int", default=0),
-            health_command=dict(type="str"),
-            validate_certs=dict(type="bool", default=True),
-            timeout=dict(type="float", default=30),
-            interval=dict(type="float", default=1),
+        argument_spec=probe_argument_spec(
             force=dict(type="bool", default=False),
             state_file=dict(type="path", required=True),
             max_attempts=dict(type="int", default=3),

@@ -162,46 +162,21 @@ waited:
   sample: 1.21
 """
 
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.selfheal.devops.plugins.module_utils._process import Observer
+from ansible_collections.selfheal.devops.plugins.module_utils._process import Observer, probe_argument_spec, probe_problem
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            manager=dict(type="str", default="auto", choices=["auto", "supervisor", "systemd", "service", "command"]),
-            supervisorctl=dict(type="list", elements="str", default=["supervisorctl"]),
-            pidfile=dict(type="path"),
-            process_match=dict(type="str"),
-            health_url=dict(type="str"),
-            health_status=dict(type="list", elements="int", default=[200]),
-            health_body=dict(type="str", default=""),
-            health_host=dict(type="str", default="127.0.0.1"),
-            health_port=dict(type="int", default=0),
-            health_command=dict(type="str"),
-            validate_certs=dict(type="bool", default=True),
-            wait=dict(type="bool", default=False),
-            timeout=dict(type="float", default=30),
-            interval=dict(type="float", default=1),
-        ),
+        argument_spec=probe_argument_spec(wait=dict(type="bool", default=False)),
         supports_check_mode=True,
     )
     params = module.params
-    if params["timeout"] <= 0 or params["interval"] <= 0:
-        module.fail_json(msg="timeout and interval must be positive")
-    if not 0 <= params["health_port"] <= 65535:
-        module.fail_json(msg="health_port must be between 0 and 65535, got %d" % params["health_port"])
-    if params["health_body"]:
-        try:
-            re.compile(params["health_body"])
-        except re.error as error:
-            module.fail_json(msg="health_body is not a valid regular expression: %s" % error)
-    if params["manager"] == "command" and not (params["pidfile"] or params["process_match"]):
-        module.fail_json(msg="the command manager needs a pidfile or a process_match to find the process")
+    problem = probe_problem(params)
+    if problem:
+        module.fail_json(msg=problem)
 
     def run(argv):
         """A command that cannot run (missing program) is a failed check, not a failed task."""
