@@ -6,6 +6,17 @@
 import os
 import tempfile
 
+from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput
+
+
+def read_bytes(path):
+    """A file to attach, whole; InvalidInput naming it when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except (IOError, OSError) as exc:
+        raise InvalidInput("attachments: cannot read %s: %s" % (path, exc))
+
 
 def write_atomically(path, text, mode=0o640):
     """Write text to a temporary file next to path, then rename it over path: a reader sees all or nothing.

@@ -12,6 +12,7 @@ import os
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, _tasks, jira
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound, SelfHealError, UnexpectedResponse
+from ansible_collections.selfheal.devops.plugins.module_utils._files import read_bytes
 
 
 def read_attachments(paths):
@@ -255,14 +256,6 @@ def predicted_summary(summary, desired, result):
         out["components"] = list(dict.fromkeys(out["components"] + desired["components"]))
     out["attachments"] = out["attachments"] + [{"filename": name, "size": None} for name in result["attached"]]
     return out
-
-
-def read_bytes(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (IOError, OSError) as exc:
-        raise InvalidInput("attachments: cannot read %s: %s" % (path, exc))
 
 
 def argument_spec():

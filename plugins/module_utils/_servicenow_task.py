@@ -14,6 +14,7 @@ import mimetypes
 import os
 
 from ansible_collections.selfheal.devops.plugins.module_utils import _options, _tasks, servicenow
+from ansible_collections.selfheal.devops.plugins.module_utils._files import read_bytes
 from ansible_collections.selfheal.devops.plugins.module_utils._errors import InvalidInput, NotFound
 
 TABLE = "incident"
@@ -237,14 +238,6 @@ def predicted(view, body, desired):
     if "state" in body:
         out["state"], out["state_name"] = body["state"], servicenow.STATE_NAMES[body["state"]]
     return out
-
-
-def read_bytes(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (IOError, OSError) as exc:
-        raise InvalidInput("attachments: cannot read %s: %s" % (path, exc))
 
 
 def argument_spec():
