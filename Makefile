@@ -26,12 +26,19 @@ SYSTEM_PACKAGES := nginx haproxy chromium openssh-server
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## create .venv with the pinned dev/test requirements
+venv: $(STAMP) $(VENV)/.import-path ## create .venv with the pinned dev/test requirements and the project's import path
 $(STAMP): requirements-dev.txt requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing pinned requirements into .venv"
 	@$(BIN)/pip install --quiet --upgrade pip 2> >(grep -v 'is ignored' >&2)
 	@$(BIN)/pip install --quiet -r requirements-dev.txt 2> >(grep -v 'is ignored' >&2)
+	@touch $@
+
+# One import path for tests, benchmarks and the demo, in the venv's site-packages: tests/ (the packages `sandbox`
+# and `utils`), demo/ (run_demo, which the self-healing benchmark drives) and build/collections (ansible_collections).
+$(VENV)/.import-path: $(STAMP)
+	@mkdir -p $(COLLECTIONS)
+	@printf '%s\n' $(CURDIR)/tests $(CURDIR)/demo $(COLLECTIONS) > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/selfheal-devops-dev.pth"
 	@touch $@
 
 collection: $(COLLECTION_DIR) ## link the checkout into build/collections/ansible_collections/selfheal/devops

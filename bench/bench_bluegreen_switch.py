@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox"),
-                os.path.join(ROOT, "tests", "integration", "roles")]
+from utils import bluegreen_estate
+from utils.playbooks import run_playbook
 
-import bluegreen_estate  # noqa: E402
-import conftest  # noqa: E402  (run_playbook)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tasks(switches):
@@ -80,7 +77,7 @@ def main():
         for router in ("nginx", "haproxy"):
             settings = dict(estate.role_vars(router), bluegreen_switch_health_interval=0.05)
             began = time.time()
-            run = conftest.run_playbook(tasks(args.switches), extra_vars=settings)
+            run = run_playbook(tasks(args.switches), extra_vars=settings)
             wall = time.time() - began
             if run.rc != 0:
                 print(run.stdout[-3000:])

@@ -20,16 +20,15 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, ".venv", "bin")
-sys.path.insert(0, os.path.join(ROOT, "tests", "sandbox"))
 
-import credentials  # noqa: E402
+from sandbox import credentials  # noqa: E402
+from utils.sandbox_control import start_sandbox, stop_sandbox  # noqa: E402
 
 END_EPOCH = 1796083200.0  # a fixed period end, so every round reads the same incidents
 
@@ -45,7 +44,6 @@ print(json.dumps({"rc": proc.returncode, "seconds": elapsed,
 
 SDK = r"""
 import json, os, sys
-sys.path = [p for p in sys.path if not p.rstrip('/').endswith('tests/sandbox')]
 from jira import JIRA
 client = JIRA(server=os.environ["JIRA_URL"], basic_auth=(os.environ["JIRA_USER"], os.environ["JIRA_TOKEN"]))
 records = []
@@ -57,16 +55,6 @@ for issue in issues:
             records.append(json.loads(attachment.get()))
 print(len(records))
 """
-
-
-def start_sandbox():
-    process = subprocess.Popen([os.path.join(BIN, "python"), os.path.join(ROOT, "tests", "sandbox", "server.py"), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
-    if not line.startswith("SANDBOX_URL="):
-        process.kill()
-        raise SystemExit("the sandbox did not start")
-    return process, line.strip().split("=", 1)[1]
 
 
 def post(url, body):
@@ -108,7 +96,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-sdk", action="store_true")
     args = parser.parse_args()
-    sandbox, url = start_sandbox()
+    sandbox = start_sandbox()
+    url = sandbox.url
     try:
         started = time.perf_counter()
         seeded = post(url + "/_sandbox/history/seed", {"count": args.incidents, "days": 60, "seed": 17, "end": END_EPOCH})
@@ -127,8 +116,7 @@ def main():
             with open(os.path.join(directory, "report-4.json")) as handle:
                 report = json.load(handle)
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        stop_sandbox(sandbox)
     summary = {}
     for name, results in runs.items():
         summary[name] = {"seconds": [round(r["seconds"], 2) for r in results],

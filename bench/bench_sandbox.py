@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sandbox.py [--starts 10] [--requests 20000] [--concurrency 32]
 
-Start-up: spawn `tests/sandbox/server.py --port 0 --url-file F` and time until it answers a request (median of
+Start-up: spawn `python -m sandbox.server --port 0 --url-file F` and time until it answers a request (median of
 --starts). Throughput: a bounded aiohttp client sends --requests realistic authenticated calls (Dynatrace problems
 list, Jira issue get and JQL search, xMatters events, and Slack conversations.history when slack.py is there),
 --concurrency at a time, and counts answers by status. Targets (issue 3): start-up under 1 s, at least 1,000
@@ -24,18 +24,16 @@ import urllib.request
 
 import aiohttp
 
+from sandbox import credentials
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "sandbox"))
 
-import credentials  # noqa: E402
-
-SERVER = os.path.join(ROOT, "tests", "sandbox", "server.py")
 SLACK_PRESENT = os.path.exists(os.path.join(ROOT, "tests", "sandbox", "slack.py"))
 
 
 def start(url_file):
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, SERVER, "--port", "0", "--url-file", url_file],
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--port", "0", "--url-file", url_file],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not os.path.exists(url_file):
         if process.poll() is not None:

@@ -48,14 +48,12 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "demo"))
+import run_demo  # demo/run_demo.py (make venv puts demo/ and tests/ on the import path)
+from sandbox import credentials
+from utils import estate, rulebook_harness
+from utils.sandbox_control import start_sandbox, stop_sandbox
 
-import run_demo  # noqa: E402  (puts tests/, tests/utils, tests/sandbox on sys.path)
-import conftest  # noqa: E402
-import credentials  # noqa: E402
-import estate  # noqa: E402
-import rulebook_harness  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FIX_STEPS = ("restart process", "clean temporary files", "switch traffic back")
 OPEN_STEPS = ("remediation started", "page on-call", "open ticket", "open channel")
@@ -206,7 +204,7 @@ class Floor(object):
 
     def start(self, max_restarts, chatops):
         collections = rulebook_harness.install_collection(self.workdir)
-        self.sandbox = conftest.start_sandbox()
+        self.sandbox = start_sandbox()
         self.supervisor = estate.Supervisor(self.workdir)
         # A folder of its own: ansible-rulebook copies the playbook's folder into each run's private data.
         os.makedirs(os.path.join(self.workdir, "playbook"))
@@ -237,7 +235,7 @@ class Floor(object):
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.sandbox is not None:
-            conftest.stop_sandbox(self.sandbox)
+            stop_sandbox(self.sandbox)
 
     def _killed(self):
         old = self.supervisor.pid()

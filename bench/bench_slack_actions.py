@@ -34,7 +34,6 @@ import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,14 +43,12 @@ import urllib.request
 import aiohttp
 from aiohttp import web
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "sandbox"))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import oncall_callback, slack_actions
+from sandbox import credentials
+from utils import rulebook_harness
+from utils.sandbox_control import start_sandbox, stop_sandbox
 
-import credentials  # noqa: E402
-import rulebook_harness  # noqa: E402
-from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import oncall_callback, slack_actions  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SECRET = "bench-signing-secret"
 TOKEN = "bench-token"
@@ -212,16 +209,6 @@ async def measure_in_process(row, clicks, burst, run_id):
 
 # --- the activation row ----------------------------------------------------------------------------
 
-def sandbox_start():
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "sandbox", "server.py"), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
-    if not line.startswith("SANDBOX_URL="):
-        process.kill()
-        raise RuntimeError("the sandbox did not start")
-    return process, line.strip().split("=", 1)[1]
-
-
 def read_fired(path):
     """(banner time, trigger id) of every print_event firing in the activation's output."""
     fired, banner = [], None
@@ -307,12 +294,11 @@ def main():
     parser.add_argument("--skip-rulebook", action="store_true")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
-    sandbox, sandbox_url = sandbox_start()
+    sandbox = start_sandbox()
     try:
-        results = asyncio.run(in_process_rows(args, sandbox_url))
+        results = asyncio.run(in_process_rows(args, sandbox.url))
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=10)
+        stop_sandbox(sandbox)
     if not args.skip_rulebook:
         with tempfile.TemporaryDirectory(prefix="selfheal-bench-slack-") as tmp:
             results["rulebook"] = measure_rulebook(args.rulebook_clicks, tmp)

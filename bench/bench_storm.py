@@ -25,13 +25,10 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox")]
+from utils import estate, loops, rulebook_harness
+from utils.sandbox_control import start_sandbox, stop_sandbox
 
-import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
-import estate  # noqa: E402
-import loops  # noqa: E402
-import rulebook_harness  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_seconds(pid):
@@ -115,7 +112,7 @@ def main():
     os.environ["EDA_MAX_CONCURRENT_ACTIONS"] = str(args.max_concurrent)
     hosts = ["web-%02d" % number for number in range(1, args.hosts + 1)]
     collections = rulebook_harness.install_collection(str(workdir))
-    sandbox = conftest.start_sandbox()
+    sandbox = start_sandbox()
     settings = {"process_restart_max_attempts": 100, "remediation_postmortem": False, "remediation_recurrence": False,
                 "remediation_service_limit": 0}
     loads, singles, storm = [os.getloadavg()[0]], [], None
@@ -131,7 +128,7 @@ def main():
                 loads.append(os.getloadavg()[0])
             wrong = exactly_once(sandbox, list(storm[2].values()) + [k for s in singles for k in s[2].values()])
     finally:
-        conftest.stop_sandbox(sandbox)
+        stop_sandbox(sandbox)
     single = statistics.median(s[0] for s in singles)
     single_resolved = statistics.median(s[1] for s in singles)
     ratio = storm[0] / single

@@ -36,7 +36,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, ".venv", "bin")
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 
 def build_tree(root, files, per_dir=200):

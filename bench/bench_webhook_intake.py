@@ -61,11 +61,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "utils"))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+from utils import rulebook_harness
 
-import rulebook_harness  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TOKEN = "bench-token"
 PATH = "/dynatrace/problems"
@@ -617,7 +615,6 @@ def main():
     args = parser.parse_args()
     wanted = [name for name in ROWS if name in args.rows.split(",")]
     subprocess.run(["make", "-s", "collection"], cwd=ROOT, check=True)
-    sys.path_importer_cache.pop(os.path.join(ROOT, "build", "collections"), None)  # it may not have existed at import
 
     tmp = tempfile.mkdtemp(prefix="selfheal-bench-intake-")
     load_before = os.getloadavg()

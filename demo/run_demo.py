@@ -16,16 +16,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "utils"), os.path.join(ROOT, "tests", "sandbox"),
-                os.path.join(ROOT, "tests", "integration", "roles")]
+from sandbox import credentials  # tests/sandbox (make venv puts tests/ on the import path)
+from utils import bluegreen_estate, chatops, estate, rulebook_harness
+from utils.sandbox_control import start_sandbox, stop_sandbox
 
-import bluegreen_estate  # noqa: E402
-import chatops  # noqa: E402
-import conftest  # noqa: E402  (start_sandbox / stop_sandbox)
-import credentials  # noqa: E402
-import estate  # noqa: E402
-import rulebook_harness  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TOKEN = "demo-webhook-token"
 
@@ -341,7 +336,7 @@ def start_loop(workdir, max_restarts=3, source=rulebook_harness.ROOT, inventory_
     sandbox = supervisor = activation = bluegreen_ = None
     try:
         collections = rulebook_harness.install_collection(workdir, source)
-        sandbox = conftest.start_sandbox()
+        sandbox = start_sandbox()
         supervisor = estate.Supervisor(workdir)
         bluegreen_ = bluegreen_estate.Estate(routers=("nginx",), active="green", workdir=workdir)
         router = dict(bluegreen_.role_vars("nginx"), ansible_connection="local", bluegreen_switch_health_interval=0.1)
@@ -406,7 +401,7 @@ def stop_loop(sandbox, supervisor, activation, bluegreen_=None):
     if bluegreen_ is not None:
         bluegreen_.close()
     if sandbox is not None:
-        conftest.stop_sandbox(sandbox)
+        stop_sandbox(sandbox)
 
 
 def files_with_secrets(folder):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import estate
-from loops import crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, wait_for_step
+from utils import estate
+from utils.loops import crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, wait_for_step
 
 SETTINGS = {"incident_oncall_response_options": [{"text": "Restart"}, {"text": "Ignore"}],
             "incident_approve_response": "Restart", "incident_approval_timeout": 6,

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-import chatops
-import estate
-from loops import (channels_for, crash_and_report, pages_for, problem_state, self_healing_loop,
-                   tickets_for, timeline, wait_for_step)
+from utils import chatops
+from utils import estate
+from utils.loops import (channels_for, crash_and_report, pages_for, problem_state, self_healing_loop,
+                         tickets_for, timeline, wait_for_step)
 
 SETTINGS = {"incident_oncall_response_options": [{"text": "Restart"}, {"text": "Ignore"}],
             "incident_approve_response": "Restart", "incident_approval_timeout": 60, "incident_slack_buttons": True,

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-import estate
-from loops import channels_for, crash, pages_for, problem_state, report, self_healing_loop, tickets_for, timeline
+from utils import estate
+from utils.loops import channels_for, crash, pages_for, problem_state, report, self_healing_loop, tickets_for, timeline
 
 SETTINGS = {"incident_oncall_response_options": [{"text": "Restart"}, {"text": "Ignore"}],
             "incident_approve_response": "Restart", "incident_approval_timeout": 120,

@@ -1,10 +1,10 @@
 """The controller rulebook (self_healing_controller) in real ansible-rulebook, launching job templates on a local
 stand-in of the AWX API: every launch carries a limit, never empty and never the whole inventory."""
 
-import awx_standin
-import credentials
-import estate
-import rulebook_harness
+from utils import awx_standin
+from sandbox import credentials
+from utils import estate
+from utils import rulebook_harness
 
 TOKEN = "controller-hook"
 TEMPLATES = ["selfheal - process crash", "selfheal - full disk", "selfheal - blue-green rollback",

@@ -4,11 +4,11 @@ of five and the incident resolves once, after the last batch; a batch that does 
 
 import pytest
 
-import credentials
-import estate
-import rulebook_harness
-from fleet import Fleet
-from loops import channels_for, problem_state, tickets_for, timeline
+from sandbox import credentials
+from utils import estate
+from utils import rulebook_harness
+from utils.fleet import Fleet
+from utils.loops import channels_for, problem_state, tickets_for, timeline
 
 TOKEN = "fleet-webhook-token"
 

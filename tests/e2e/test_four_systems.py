@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-import estate
-import msgraph as sandbox_graph
-from loops import (channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state,
-                   self_healing_loop, tickets_for, timeline, wait_for_step)
+from utils import estate
+from sandbox import msgraph as sandbox_graph
+from utils.loops import (channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state,
+                         self_healing_loop, tickets_for, timeline, wait_for_step)
 
 SETTINGS = {"incident_service_desks": ["jira", "servicenow"], "incident_chats": ["slack", "teams"],
             "incident_servicenow_assignment_group": "Linux Operations", "incident_teams_team": "Operations",

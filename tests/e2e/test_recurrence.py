@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import estate
-from loops import crash_and_report, self_healing_loop, tickets_for, timeline
+from utils import estate
+from utils.loops import crash_and_report, self_healing_loop, tickets_for, timeline
 
 HOST = "web-07"  # a host of its own: no other e2e test's crash counts as an occurrence of this one
 

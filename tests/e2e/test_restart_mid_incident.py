@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-import estate
-from loops import channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, timeline
+from utils import estate
+from utils.loops import channels_for, crash_and_report, pages_for, problem_state, self_healing_loop, tickets_for, timeline
 
 # The activation's scope for reconciliation: the alerting profile the sandbox's problems carry.
 VARIABLES = {"selfheal_problem_selector": 'problemFilterNames("Self-healing")'}

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-import estate
-from loops import (bluegreen_estate, channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state,
-                   self_healing_loop, tickets_for, timeline, wait_for_step)
+from utils import estate
+from utils.loops import (bluegreen_estate, channel_texts, channels_for, crash_and_report, incident_attachments, pages_for, problem_state,
+                         self_healing_loop, tickets_for, timeline, wait_for_step)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from importlib import metadata
 import pytest
 from packaging.requirements import Requirement
 
-import credentials  # tests/sandbox/credentials.py
+from sandbox import credentials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")

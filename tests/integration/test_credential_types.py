@@ -10,7 +10,7 @@ import yaml
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-import credentials  # tests/sandbox/credentials.py
+from sandbox import credentials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TYPES_DIR = os.path.join(ROOT, "extensions", "awx", "credential_types")

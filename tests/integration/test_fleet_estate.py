@@ -15,8 +15,8 @@ import time
 import pytest
 import yaml
 
-from estate import BIN, alive  # tests/utils/estate.py
-from fleet import Fleet  # tests/utils/fleet.py
+from utils.estate import BIN, alive
+from utils.fleet import Fleet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, "build", "collections")

@@ -166,6 +166,8 @@ class Sandbox(object):
         self.faults = []
         self.release_hanging()
         self.log.clear()
+        for task in list(self._tasks):  # a delivery still under way belongs to the state being dropped
+            task.cancel()
         self.outbound.clear()
         for seeder in self._seeders:
             seeder(self)

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.DYNATRACE_PREFIX
 API = PREFIX + "/api/v2"

@@ -34,10 +34,8 @@ import uuid
 
 from aiohttp import web
 
-import dynatrace
-import jira
-import oncall
-from core import SANDBOX
+from sandbox import dynatrace, jira, oncall
+from sandbox.core import SANDBOX
 
 PREFIX = "/_sandbox/history"
 

@@ -23,8 +23,8 @@ import time
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.JIRA_PREFIX
 DC_PREFIX = credentials.JIRA_DC_PREFIX
@@ -1945,5 +1945,5 @@ def setup(sandbox, app):
     router.add_route("*", "/_sandbox/jira/{instance}/workflow", admin_workflow)
     router.add_get("/_sandbox/jira/{instance}/attachments/{id}", admin_attachment)
     # The seeded incident history (history.py) writes Jira tickets first of all: serve it with Jira.
-    import history
+    from sandbox import history
     history.setup(sandbox, app)

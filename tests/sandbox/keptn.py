@@ -15,8 +15,8 @@ import uuid
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.KEPTN_PREFIX
 CONTEXT_NAMESPACE = uuid.UUID("6f2b1d8e-2b0c-4bd5-9a8a-8a5c0c9f4e11")  # [U] the real derivation is not public API

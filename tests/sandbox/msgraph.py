@@ -34,8 +34,8 @@ import uuid
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.MSGRAPH_PREFIX
 GRAPH = PREFIX + "/v1.0"

@@ -17,8 +17,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 XMATTERS_PREFIX = credentials.XMATTERS_PREFIX
 PAGERDUTY_PREFIX = credentials.PAGERDUTY_PREFIX

@@ -1,6 +1,8 @@
 """Run the SaaS API sandbox on loopback.
 
-    python tests/sandbox/server.py [--host 127.0.0.1] [--port 0] [--url-file PATH] [--tls]
+    python -m sandbox.server [--host 127.0.0.1] [--port 0] [--url-file PATH] [--tls]
+
+(`make venv` puts tests/ on the virtualenv's import path, so `.venv/bin/python -m sandbox.server` runs it from anywhere.)
 
 Port 0 picks a free port; the base URL is printed on stdout ("SANDBOX_URL=http://127.0.0.1:PORT") and,
 with --url-file, written to that file once the server accepts connections.
@@ -20,16 +22,13 @@ import os
 import shutil
 import signal
 import ssl
-import sys
 import tempfile
 
 from aiohttp import web
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+from sandbox import core
 
-import core  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 SERVICE_MODULES = ("dynatrace", "jira", "slack", "oncall", "keptn", "ui", "servicenow", "msgraph", "history", "slack_interactivity")
 
@@ -38,7 +37,7 @@ def load_services():
     modules = []
     for name in SERVICE_MODULES:
         if os.path.exists(os.path.join(HERE, name + ".py")):
-            modules.append(importlib.import_module(name))
+            modules.append(importlib.import_module("sandbox." + name))
     return modules
 
 

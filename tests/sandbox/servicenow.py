@@ -33,8 +33,8 @@ import uuid
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.SERVICENOW_PREFIX
 API = PREFIX + "/api/now{version:(/v[12])?}"

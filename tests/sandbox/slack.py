@@ -18,8 +18,8 @@ import time
 
 from aiohttp import web
 
-import credentials
-from core import SANDBOX
+from sandbox import credentials
+from sandbox.core import SANDBOX
 
 PREFIX = credentials.SLACK_PREFIX
 TEAM_ID = "T0SANDBOX1"

@@ -38,8 +38,8 @@ import urllib.parse
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-import slack as slack_api
-from core import SANDBOX
+from sandbox import slack as slack_api
+from sandbox.core import SANDBOX
 
 PREFIX = "/_sandbox/slack/interactivity"
 ANSWER_WITHIN = 3.0        # Slack's limit for the app's answer

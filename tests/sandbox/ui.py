@@ -18,7 +18,7 @@ import time
 
 from aiohttp import web
 
-from core import SANDBOX
+from sandbox.core import SANDBOX
 
 PREFIX = ""
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,7 +101,7 @@ def sibling(name):
     else None: server.py loads only the service files that exist, and the page shows what there is."""
     if not os.path.exists(os.path.join(HERE, name + ".py")):
         return None
-    return importlib.import_module(name)
+    return importlib.import_module("sandbox." + name)
 
 
 def text_of(body):

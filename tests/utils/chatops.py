@@ -4,8 +4,8 @@ responses to the callback URL and its Slack delivers signed clicks and commands 
 
 import os
 
-import credentials
-import rulebook_harness
+from sandbox import credentials
+from utils import rulebook_harness
 
 SLACK_USERS = {  # who may do what from Slack in the tests and the demo (U0ONCALL01/02 are @sre-oncall)
     "approve": ["@sre-oncall"], "ignore": ["@sre-oncall"], "fix": ["U0ONCALL01"], "escalate": ["*"], "note": ["*"],

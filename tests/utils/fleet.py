@@ -27,7 +27,7 @@ import time
 import urllib.request
 import xmlrpc.client
 
-from estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, wait_until  # tests/utils/estate.py
+from utils.estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, wait_until
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -606,5 +606,5 @@ def main():
         input("press Enter to stop ")
 
 
-if __name__ == "__main__":  # python tests/utils/fleet.py [--size N] [--measure]
+if __name__ == "__main__":  # python -m utils.fleet [--size N] [--measure]
     main()

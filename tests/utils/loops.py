@@ -5,14 +5,9 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 
-import credentials
-import estate
-import rulebook_harness
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration", "roles"))
-import bluegreen_estate  # noqa: E402
+from sandbox import credentials
+from utils import bluegreen_estate, estate, rulebook_harness
 
 TOKEN = "e2e-webhook-token"
 

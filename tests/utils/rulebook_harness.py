@@ -10,7 +10,7 @@ import urllib.request
 
 import yaml
 
-import estate  # tests/utils/estate.py
+from utils import estate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import dynatrace as source
 
 

@@ -6,7 +6,7 @@ import asyncio
 import aiohttp
 import requests
 
-import credentials
+from sandbox import credentials
 from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import dynatrace as source
 
 

@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-import rulebook_harness
+from utils import rulebook_harness
 
 TOKEN = "delivery-token"
 PATTERN = re.compile(r"DELIVERED (dt-P-\d+) (opened|updated|closed)")

@@ -3,8 +3,8 @@ sandbox's problem notifications (webhook) and the Problems API (poll) fire rules
 
 import pytest
 
-import credentials
-import rulebook_harness
+from sandbox import credentials
+from utils import rulebook_harness
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-import credentials
-import rulebook_harness
+from sandbox import credentials
+from utils import rulebook_harness
 
 
 def sandbox_post(sandbox, path, body, headers=None):

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-import credentials
-import rulebook_harness
+from sandbox import credentials
+from utils import rulebook_harness
 
 SIGNING_SECRET = "rulebook-test-signing-secret"
 BUTTONS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*dt-P-4242* checkout crashed"}},

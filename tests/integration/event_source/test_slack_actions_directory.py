@@ -9,7 +9,7 @@ import urllib.parse
 
 import aiohttp
 
-import credentials
+from sandbox import credentials
 from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import slack_actions
 
 SECRET = "directory-test-signing-secret"

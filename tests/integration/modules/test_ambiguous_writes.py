@@ -9,7 +9,7 @@ exactly one ticket / channel / message / page / comment / sequence exists afterw
 
 import hashlib
 
-import credentials
+from sandbox import credentials
 
 KEY = "dt-P-7001"
 

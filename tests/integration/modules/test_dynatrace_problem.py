@@ -1,6 +1,6 @@
 """dynatrace_problem and dynatrace_problem_info against the sandbox, through real ansible-playbook."""
 
-import credentials
+from sandbox import credentials
 
 PREFIX = credentials.DYNATRACE_PREFIX
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-import credentials
+from sandbox import credentials
 
 END = "2026-12-01T00:00:00Z"
 END_EPOCH = 1796083200.0  # 2026-12-01T00:00:00Z

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-import credentials
+from sandbox import credentials
 from ansible_collections.selfheal.devops.plugins.module_utils import jira as jira_utils
 
 MODULE = "selfheal.devops.jira_incident"

@@ -1,6 +1,6 @@
 """keptn_rollback against the sandbox's Keptn v1, through real ansible-playbook."""
 
-import credentials
+from sandbox import credentials
 
 ARGS = {"project": "sockshop", "stage": "production", "service": "carts", "poll_interval": 0.5, "wait_timeout": 20}
 

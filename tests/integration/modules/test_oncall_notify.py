@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-import credentials
+from sandbox import credentials
 
 XM_TRIGGER_GLOB = "/xmatters/api/integration/1/functions/*/triggers"
 ENQUEUE = "/pagerduty/v2/enqueue"

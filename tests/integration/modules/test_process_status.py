@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from estate import Supervisor, free_port, kill  # tests/utils/estate.py
+from utils.estate import Supervisor, free_port, kill
 
 
 @pytest.fixture

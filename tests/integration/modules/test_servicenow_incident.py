@@ -3,7 +3,7 @@ re-run (one read, zero writes, from the request log) -> sandbox state, for every
 
 import hashlib
 
-import credentials
+from sandbox import credentials
 
 MODULE = "selfheal.devops.servicenow_incident"
 KEY = "dt-P-1234"

@@ -3,7 +3,7 @@ state, 250 invitees, a 600-message transcript with threads, 429/503 recovery and
 
 import json
 
-import credentials
+from sandbox import credentials
 
 MODULE = "selfheal.devops.slack_channel"
 KEY = "dt-P-1234"

@@ -5,8 +5,8 @@ errors with nothing half-created."""
 
 import json
 
-import credentials
-import msgraph as sandbox_graph
+from sandbox import credentials
+from sandbox import msgraph as sandbox_graph
 
 MODULE = "selfheal.devops.teams_channel"
 KEY = "dt-P-1234"

@@ -1,15 +1,11 @@
 """bluegreen_switch with real parts on 127.0.0.1: nginx (apt) and HAProxy (apt) in front of two real backends
-that report their colour (tests/integration/roles/bluegreen_estate.py), driven through ansible-playbook."""
+that report their colour (tests/utils/bluegreen_estate.py), driven through ansible-playbook."""
 
 import json
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import bluegreen_estate  # noqa: E402
+from utils import bluegreen_estate
 
 ROLE = "selfheal.devops.bluegreen_switch"
 ROUTERS = ("nginx", "haproxy")

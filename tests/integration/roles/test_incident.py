@@ -5,7 +5,7 @@ desk names the other once and carries both chats' transcripts."""
 
 import json
 
-import msgraph as sandbox_graph
+from sandbox import msgraph as sandbox_graph
 import pytest
 
 ROLE = "selfheal.devops.incident"
@@ -191,7 +191,7 @@ def approval_play(settings):
 def test_approve_returns_the_responders_answer(sandbox, sandbox_env, playbook, incident):
     import threading
 
-    import estate
+    from utils import estate
 
     problem, settings = incident
     tasks = approval_play(settings)
@@ -476,7 +476,7 @@ def test_a_listed_desk_or_chat_without_its_setting_is_refused_before_anything_is
 def test_four_systems_approve_and_escalate_reach_every_desk_and_chat(sandbox, sandbox_env, playbook, incident):
     import threading
 
-    import estate
+    from utils import estate
 
     problem, settings = incident
     key = four_systems(settings)["incident_key"]

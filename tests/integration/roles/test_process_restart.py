@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from estate import Supervisor, alive, free_port, healthy, kill, wait_until  # tests/utils/estate.py
+from utils.estate import Supervisor, alive, free_port, healthy, kill, wait_until
 
 
 @pytest.fixture

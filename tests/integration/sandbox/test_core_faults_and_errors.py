@@ -9,8 +9,8 @@ import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import core
-import credentials
+from sandbox import core
+from sandbox import credentials
 
 DYN = {"Authorization": "Api-Token " + credentials.DYNATRACE_TOKEN}
 KEPTN = {"x-token": credentials.KEPTN_TOKEN}

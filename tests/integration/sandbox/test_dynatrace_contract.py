@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 AUTH = {"Authorization": "Api-Token " + credentials.DYNATRACE_TOKEN}
 SERVER = os.path.join(os.path.dirname(credentials.__file__), "server.py")

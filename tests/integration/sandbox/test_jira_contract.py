@@ -2,15 +2,13 @@
 and the proof that the unmodified `jira` PyPI client works against both mounts."""
 
 import hashlib
-import importlib
 import io
-import os
-import sys
 
+import jira as sdk  # the vendor's client from PyPI, unmodified
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 CLOUD_AUTH = (credentials.JIRA_USER, credentials.JIRA_TOKEN)
 DC_HEADERS = {"Authorization": "Bearer " + credentials.JIRA_PAT}
@@ -358,23 +356,8 @@ def test_rate_limit_fault_carries_jira_headers(sandbox, v3):
 
 # --- the vendor SDK, unmodified -----------------------------------------------------------------------------------
 
-def vendor_jira():
-    """Import the `jira` PyPI client. tests/sandbox/jira.py (on sys.path for the sandbox helpers) has the same name."""
-    sandbox_dir = os.path.abspath(os.path.dirname(credentials.__file__))
-    cached = sys.modules.get("jira")
-    if cached is not None and os.path.dirname(os.path.abspath(getattr(cached, "__file__", "") or "")) == sandbox_dir:
-        del sys.modules["jira"]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != sandbox_dir]
-    try:
-        return importlib.import_module("jira")
-    finally:
-        sys.path[:] = saved
-
-
 @pytest.mark.parametrize("mount", ["cloud", "dc"])
 def test_the_jira_python_client_works_unmodified(sandbox, mount):
-    sdk = vendor_jira()
     if mount == "cloud":
         client = sdk.JIRA(server=sandbox.url + credentials.JIRA_PREFIX, basic_auth=CLOUD_AUTH)
     else:

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 AUTH = {"x-token": credentials.KEPTN_TOKEN}
 

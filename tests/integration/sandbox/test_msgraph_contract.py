@@ -5,8 +5,8 @@ channel messages from application tokens, channel archive, 429 with Retry-After,
 
 import requests
 
-import credentials
-import msgraph as sandbox_graph
+from sandbox import credentials
+from sandbox import msgraph as sandbox_graph
 
 OPS = sandbox_graph.OPS_TEAM
 NOBOT = sandbox_graph.NOBOT_TEAM

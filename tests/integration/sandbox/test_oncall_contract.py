@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 TRIGGER_PATH = "/xmatters/api/integration/1/functions/%s/triggers" % credentials.XMATTERS_TRIGGER_ID
 AUTH = (credentials.XMATTERS_USER, credentials.XMATTERS_PASSWORD)

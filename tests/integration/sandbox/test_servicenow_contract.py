@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 BASIC = (credentials.SERVICENOW_USER, credentials.SERVICENOW_PASSWORD)
 
@@ -227,7 +227,7 @@ def test_rate_limit_answers_429_with_retry_after_and_faults_work(sandbox):
 
 
 def test_watch_page_rows_for_incidents(sandbox):
-    import servicenow as sandbox_servicenow
+    from sandbox import servicenow as sandbox_servicenow
 
     sys_id = create(sandbox, short_description="Disk full", work_notes="restarting")["sys_id"]
     call(sandbox, "POST", "/api/now/attachment/file", data=b"12345", headers={"Content-Type": "text/plain"},

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-import credentials
+from sandbox import credentials
 
 AUTH = {"Authorization": "Bearer " + credentials.SLACK_TOKEN}
 

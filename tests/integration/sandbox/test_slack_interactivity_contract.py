@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-import credentials
+from sandbox import credentials
 
 SIGNING_SECRET = "sandbox-app-signing-secret"
 BUTTONS = [{"type": "section", "block_id": "summary", "text": {"type": "mrkdwn", "text": "*dt-P-1234* web down"},

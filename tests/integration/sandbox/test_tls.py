@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 SERVER = os.path.join(os.path.dirname(credentials.__file__), "server.py")
 DYN = {"Authorization": "Api-Token " + credentials.DYNATRACE_TOKEN}

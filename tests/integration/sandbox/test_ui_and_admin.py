@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 import requests
 
-import credentials
+from sandbox import credentials
 
 SLACK_PRESENT = os.path.exists(os.path.join(os.path.dirname(credentials.__file__), "slack.py"))
 MARKUP = "<script>alert(1)</script> & <b>Process</b> unavailable"
@@ -301,7 +301,7 @@ def test_unknown_routes_still_404_next_to_the_page(sandbox):
 
 
 def test_the_summary_copes_with_services_that_are_not_loaded():
-    import ui  # tests/sandbox/ui.py, as server.py loads it
+    from sandbox import ui  # tests/sandbox/ui.py, as server.py loads it
 
     assert ui.view({}) == {"problems": [], "pages": [], "tickets": [], "channels": [], "sequences": [], "slack_present": False}
     partial = {"jira": {"dc": {"issues": {}}}, "slack": {"channels": {"C1": {"name": "inc-1"}}}}
