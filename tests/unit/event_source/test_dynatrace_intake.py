@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 
 import aiohttp
@@ -187,6 +188,35 @@ def test_saving_does_not_grow_with_the_number_of_known_problems(tmp_path):
     finally:
         store.close()
     assert per_save < 0.02, per_save  # one changed row per save, not the whole state (was 52 ms at 10,000)
+
+
+def test_saves_from_two_threads_all_land_and_checkpoints_reach_the_database_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = _state.ProblemStore(path)
+    try:
+        empty_size = os.path.getsize(path)
+
+        def save(prefix):
+            for number in range(500):
+                store.put("%s%d" % (prefix, number), {"status": "OPEN", "fingerprint": "f", "display_id": None,
+                                                      "seen": time.time()})
+                assert store.persist().result(10)
+
+        threads = [threading.Thread(target=save, args=(prefix,)) for prefix in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # Saves append to the WAL; the checkpoint thread, not a save, copies them into the database file.
+        deadline = time.monotonic() + 10 * _state.CHECKPOINT_EVERY
+        while os.path.getsize(path) <= empty_size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(path) > empty_size
+    finally:
+        store.close()
+    assert not os.path.exists(path + "-wal") or os.path.getsize(path + "-wal") == 0  # checkpointed at close
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM selfheal_problems").fetchone()[0] == 1000
 
 
 # --- hardening ------------------------------------------------------------------------------------

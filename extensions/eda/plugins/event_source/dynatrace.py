@@ -29,7 +29,7 @@ description:
     deliveries are dropped, entity order does not matter, and a problem that was closed is never opened again by a
     late or replayed OPEN notification.
   - "State: with O(state_file) the last transition per problem is kept in an SQLite database (created with its
-    folder, mode 0700; WAL; written off the intake path in group commits; closed problems pruned after
+    folder, mode 0700; WAL; one small commit per turn of the intake loop, checkpoints on their own thread; closed problems pruned after
     O(state_retention)). An unwritable state file stops the activation at start with a clear message; a write that
     fails later is answered C(503) and retried, and nothing is lost. A state file in the 0.1 JSON format is migrated."
   - "Reconciliation (O(reconcile)): at start the source reads Dynatrace itself and finishes what a previous run
@@ -351,8 +351,8 @@ class ProblemTracker(object):
         """True once every change made before the call is saved (at once without a state file), False when the
         save failed (the changes stay pending and are saved with the next one).
 
-        Calls made in one turn of the loop share one save: the store's writer commits them in one transaction and
-        the loop is woken once for all of them, not once per notification."""
+        Calls made in one turn of the loop share one save: it runs once they have all asked, in one transaction,
+        so a burst of notifications costs one commit, not one per notification."""
         if not self.store.durable:
             return self.store.persist().result()
         loop = asyncio.get_running_loop()
@@ -366,22 +366,10 @@ class ProblemTracker(object):
 
     def _save(self, loop):
         waiting = self._saving.pop(loop)
-        saved = self.store.persist()  # every change made before the persist() calls above is in this save
-
-        def answer(dummy):
-            ok = not saved.cancelled() and saved.exception() is None and saved.result()
-            try:
-                loop.call_soon_threadsafe(_resolve_all, waiting, bool(ok))
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-        saved.add_done_callback(answer)
-
-
-def _resolve_all(waiters, value):
-    for waiter in waiters:
-        if not waiter.done():  # its caller may have been cancelled
-            waiter.set_result(value)
+        saved = self.store.persist().result()  # every change made before the persist() calls above is in this save
+        for waiter in waiting:
+            if not waiter.done():  # its caller may have been cancelled
+                waiter.set_result(saved)
 
 
 def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False, meta_hosts=True):
