@@ -76,3 +76,21 @@ def test_the_sandbox_and_the_harness_are_packages_on_one_import_path():
     import jira  # the vendor's SDK, not the sandbox's Jira
 
     assert os.path.join("tests", "sandbox") not in jira.__file__
+
+
+def test_every_file_the_molecule_scenarios_name_exists():
+    """The scenarios start parts of the test estate by path or module name; a move must not leave them behind."""
+    import glob
+    import re
+
+    named = []
+    for path in glob.glob(os.path.join(ROOT, "extensions", "molecule", "*", "*.yml")):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        named += [(path, rel) for rel in re.findall(r"collection_root \}\}(/[\w./-]+)", text)]
+        named += [(path, rel) for rel in re.findall(r"collection_root ~ '(/[\w./-]+)'", text)]
+        named += [(path, "/tests/" + module.replace(".", "/") + ".py")
+                  for module in re.findall(r"'-m', '((?:sandbox|utils)\.[\w.]+)'", text)]
+    assert named, "the scenarios name no file: the patterns above are out of date"
+    missing = ["%s: %s" % (os.path.relpath(path, ROOT), rel) for path, rel in named if not os.path.exists(ROOT + rel)]
+    assert missing == []
