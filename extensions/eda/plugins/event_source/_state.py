@@ -269,7 +269,6 @@ class ProblemStore(object):
             raise
         return conn
 
-
     def _commit(self, changes, prune_before):
         meta, gone, rows = [], [], []  # each key once per save: the three statements touch different rows
         for key, record in changes.items():
