@@ -5,8 +5,8 @@
 
 The event sources that receive answers (oncall_callback: xMatters and PagerDuty responses; slack_actions: buttons and
 slash commands) write them here as they arrive; the incident orchestrator, waiting in approve mode, reads the folder
-every 0.1 s, so an answer counts at once, whoever gives it. The first answer wins: it is created with O_EXCL, and a
-later one finds it and is told who decided. A used answer is kept under another name for the record. Standard library
+every 0.1 s, so an answer counts at once, whoever gives it. The first answer wins: it is written whole, then linked
+into place (a link fails when the answer exists), and a later one finds it and is told who decided. A used answer is kept under another name for the record. Standard library
 only: the event sources import it inside ansible-rulebook.
 """
 
@@ -25,20 +25,26 @@ def write(directory, key, decision):
     decision: {source (xmatters, pagerduty, slack), response or action, responder, time (epoch seconds)}.
     Raises OSError when the folder cannot be written.
     """
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    os.makedirs(directory, 0o700, exist_ok=True)
     path = decision_path(directory, key)
     decision = dict(decision)
     decision.setdefault("time", time.time())
+    # Written whole under a private name, then linked into place: link() fails when the answer is there already, and
+    # nobody ever reads a half-written answer (a loser reading an empty file would find no answer and no way in).
+    temporary = "%s.%d.%d.tmp" % (path, os.getpid(), id(decision))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError:
-        existing = read(directory, key, 0)
-        if existing is not None:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(decision, handle)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            existing = read(directory, key, 0)
+            if existing is None:
+                raise
             return existing, False
-        raise
-    with os.fdopen(fd, "w") as handle:
-        json.dump(decision, handle)
+    finally:
+        os.unlink(temporary)
     return decision, True
 
 
