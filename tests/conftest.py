@@ -21,9 +21,15 @@ if not os.path.exists(LINK):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from sandbox import credentials  # noqa: E402  (tests/ is on the path: pytest's rootdir, and the venv's .pth)
-from utils.playbooks import run_collection_playbook, run_playbook  # noqa: E402
-from utils.sandbox_control import start_sandbox, stop_sandbox  # noqa: E402
+try:  # tests/ is on the import path through the .pth that `make venv` writes (pytest runs in importlib mode)
+    from sandbox import credentials
+    from utils.playbooks import run_collection_playbook, run_playbook
+    from utils.sandbox_control import start_sandbox, stop_sandbox
+except ModuleNotFoundError as missing:
+    if missing.name not in ("sandbox", "utils"):
+        raise
+    pytest.exit("tests/ is not on this Python's import path (%s): run `make venv`, which writes the project's .pth "
+                "into .venv, and run pytest from .venv" % missing, returncode=4)
 
 
 @pytest.fixture(scope="session")
