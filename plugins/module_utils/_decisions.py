@@ -6,8 +6,8 @@
 The event sources that receive answers (oncall_callback: xMatters and PagerDuty responses; slack_actions: buttons and
 slash commands) write them here as they arrive; the incident orchestrator, waiting in approve mode, reads the folder
 every 0.1 s, so an answer counts at once, whoever gives it. The first answer wins: it is written whole, then linked
-into place (a link fails when the answer exists), and a later one finds it and is told who decided. A used answer is kept under another name for the record. Standard library
-only: the event sources import it inside ansible-rulebook.
+into place (a link fails when the answer exists), and a later one finds it and is told who decided. A used answer
+is kept under another name for the record. Standard library only: the event sources import it inside ansible-rulebook.
 """
 
 import json
