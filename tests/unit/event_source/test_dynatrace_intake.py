@@ -164,9 +164,9 @@ def test_closed_problems_are_pruned_after_the_retention(tmp_path):
         store.put("old", {"status": "CLOSED", "fingerprint": "a", "display_id": "P-1", "seen": now[0] - 7200})
         store.put("open", {"status": "OPEN", "fingerprint": "b", "display_id": "P-2", "seen": now[0] - 7200})
         store.put("recent", {"status": "CLOSED", "fingerprint": "c", "display_id": "P-3", "seen": now[0] - 60})
-        assert store.persist().result(10)
+        assert store.persist()
         now[0] += _state.PRUNE_EVERY + 1
-        assert store.persist().result(10)  # a save after PRUNE_EVERY prunes, in memory and on disk
+        assert store.persist()  # a save after PRUNE_EVERY prunes, in memory and on disk
         assert set(store.problems) == {"open", "recent"}
     finally:
         store.close()
@@ -179,11 +179,11 @@ def test_saving_does_not_grow_with_the_number_of_known_problems(tmp_path):
     try:
         for number in range(20000):
             store.put("p%d" % number, {"status": "CLOSED", "fingerprint": "f", "display_id": None, "seen": time.time()})
-        assert store.persist().result(30)
+        assert store.persist()
         started = time.perf_counter()
         for number in range(50):
             store.put("new%d" % number, {"status": "OPEN", "fingerprint": "f", "display_id": None, "seen": time.time()})
-            assert store.persist().result(10)
+            assert store.persist()
         per_save = (time.perf_counter() - started) / 50
     finally:
         store.close()
@@ -200,7 +200,7 @@ def test_saves_from_two_threads_all_land_and_checkpoints_reach_the_database_file
             for number in range(500):
                 store.put("%s%d" % (prefix, number), {"status": "OPEN", "fingerprint": "f", "display_id": None,
                                                       "seen": time.time()})
-                assert store.persist().result(10)
+                assert store.persist()
 
         threads = [threading.Thread(target=save, args=(prefix,)) for prefix in ("a", "b")]
         for thread in threads:
@@ -217,6 +217,53 @@ def test_saves_from_two_threads_all_land_and_checkpoints_reach_the_database_file
     assert not os.path.exists(path + "-wal") or os.path.getsize(path + "-wal") == 0  # checkpointed at close
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM selfheal_problems").fetchone()[0] == 1000
+
+
+def test_a_save_never_commits_older_changes_after_newer_ones(tmp_path):
+    """Thread A gathers its changes, then is held up before it reaches the database; meanwhile thread B changes the
+    same problem and saves. A must not then write its older copy over B's."""
+    path = str(tmp_path / "state.db")
+    store = _state.ProblemStore(path)
+    b_saved = threading.Event()
+    real_lock = store._db_lock
+
+    class HeldUpFirstTime(object):  # A's first wait for the database lasts until B saved (or 2 s, if B cannot)
+        held = False
+
+        def __enter__(self):
+            if not HeldUpFirstTime.held and threading.current_thread().name == "A":
+                HeldUpFirstTime.held = True
+                b_saved.wait(2)
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    store._db_lock = HeldUpFirstTime()
+
+    def a():
+        store.put("P1", {"status": "OPEN", "fingerprint": "old", "display_id": None, "seen": 1.0})
+        assert store.persist()
+
+    def b():
+        store.put("P1", {"status": "CLOSED", "fingerprint": "new", "display_id": None, "seen": 2.0})
+        assert store.persist()
+        b_saved.set()
+
+    try:
+        first = threading.Thread(target=a, name="A")
+        first.start()
+        while not HeldUpFirstTime.held:
+            time.sleep(0.001)
+        second = threading.Thread(target=b, name="B")
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        store._db_lock = real_lock
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT status, fingerprint FROM selfheal_problems WHERE id = 'P1'").fetchone() == ("CLOSED", "new")
 
 
 # --- hardening ------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ so an unwritable path fails the activation at once with a message naming the fil
 format is migrated; a corrupt file is moved aside with a warning; a database of another application is refused.
 """
 
-import concurrent.futures
 import json
 import logging
 import os
@@ -33,16 +32,6 @@ CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (on the checkpoint thr
 ROWS_PER_STATEMENT = 100  # problems written by one INSERT (5 parameters each; SQLite allows 32,766)
 
 
-def _resolved(value):
-    future = concurrent.futures.Future()
-    future.set_result(value)
-    return future
-
-
-_SAVED = _resolved(True)
-_NOT_SAVED = _resolved(False)
-
-
 def _insert_rows(count):
     """INSERT OR REPLACE of `count` problem rows in one statement (sqlite3 caches the compiled statements)."""
     return "INSERT OR REPLACE INTO selfheal_problems VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * count)
@@ -56,8 +45,8 @@ class ProblemStore(object):
     """Per-problem records in memory, with a durable SQLite copy when a path is given.
 
     Records are dicts {status, fingerprint, display_id, seen}. put() changes memory at once; persist() commits every
-    change made before it and returns a resolved concurrent.futures.Future: True once saved (at once without a
-    path), False when the write failed (the changes stay pending and are saved with the next persist()).
+    change made before it: True once saved (at once without a path), False when the write failed (the changes stay
+    pending and are saved with the next persist()).
     Thread-safe: notifications and reconciliation may save from different threads.
     """
 
@@ -122,33 +111,38 @@ class ProblemStore(object):
         return self._conn is not None
 
     def persist(self):
-        """Commit every pending change; a resolved Future: True (saved) or False (the write failed)."""
+        """Commit every pending change: True once saved (at once without a state file), False when the write failed
+        (the changes stay pending and are saved with the next persist())."""
         if self.clock() - self._last_prune > PRUNE_EVERY:
             self.prune()
-        with self._lock:
-            if self._conn is None:
+        if self._conn is None:
+            with self._lock:
                 self.dirty.clear()
-                return _SAVED
-            changes = {}
-            for key in self.dirty:
-                changes[key] = self.meta.get(key[1]) if isinstance(key, tuple) else self.problems.get(key)
-            self.dirty.clear()
-            prune_before, self._prune_before = self._prune_before, None
-        if not changes and prune_before is None:
-            return _SAVED
-        try:
-            with self._db_lock:
+            return True
+        # Gathered and committed under one lock: a save that gathered older changes never commits after a newer one.
+        with self._db_lock:
+            if self._conn is None:  # closed meanwhile (the source is stopping): nothing more is saved
+                return False
+            with self._lock:
+                changes = {}
+                for key in self.dirty:
+                    changes[key] = self.meta.get(key[1]) if isinstance(key, tuple) else self.problems.get(key)
+                self.dirty.clear()
+                prune_before, self._prune_before = self._prune_before, None
+            if not changes and prune_before is None:
+                return True
+            try:
                 self._commit(changes, prune_before)
-        except sqlite3.Error as exc:
-            self.write_errors += 1
-            with self._lock:  # keep the changes pending: the next persist() tries them again
-                self.dirty.update(changes)
-                if prune_before is not None and self._prune_before is None:
-                    self._prune_before = prune_before
-            LOGGER.error("state_file %s: saving failed (%s); the change is kept in memory and saved again with the "
-                         "next one (answering 503 until it is saved)", self.path, exc)
-            return _NOT_SAVED
-        return _SAVED
+            except sqlite3.Error as exc:
+                self.write_errors += 1
+                with self._lock:  # keep the changes pending: the next persist() tries them again
+                    self.dirty.update(changes)
+                    if prune_before is not None and self._prune_before is None:
+                        self._prune_before = prune_before
+                LOGGER.error("state_file %s: saving failed (%s); the change is kept in memory and saved again with "
+                             "the next one (answering 503 until it is saved)", self.path, exc)
+                return False
+        return True
 
     def close(self):
         self._stopping.set()

@@ -324,7 +324,7 @@ class ProblemTracker(object):
 
     def __init__(self, store):
         self.store = store
-        self._saving = {}  # loop -> futures of persist() calls waiting for the save that loop has scheduled
+        self._saving = {}  # loop -> the waiters of persist() calls for the save that loop has scheduled
 
     def decide(self, problem, raw=None, reconcile=False):
         """(transition, record, reason): transition None means nothing to emit, and reason says why."""
@@ -354,7 +354,7 @@ class ProblemTracker(object):
         Calls made in one turn of the loop share one save: it runs once they have all asked, in one transaction,
         so a burst of notifications costs one commit, not one per notification."""
         if not self.store.durable:
-            return self.store.persist().result()
+            return self.store.persist()
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         waiting = self._saving.get(loop)
@@ -366,7 +366,7 @@ class ProblemTracker(object):
 
     def _save(self, loop):
         waiting = self._saving.pop(loop)
-        saved = self.store.persist().result()  # every change made before the persist() calls above is in this save
+        saved = self.store.persist()  # every change made before the persist() calls above is in this save
         for waiter in waiting:
             if not waiter.done():  # its caller may have been cancelled
                 waiter.set_result(saved)
