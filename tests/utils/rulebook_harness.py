@@ -118,8 +118,9 @@ class Activation(object):
 
         return wait_until(ready, timeout, interval=0.1, what=url)
 
-    def playbooks(self):
-        """PIDs of the ansible-playbook runs this activation has going (its descendants)."""
+    def descendants(self):
+        """PIDs of every process this activation started and that still runs (ansible-runner runs each playbook in
+        a session of its own, so a signal to the activation's process group does not reach them)."""
         children = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -132,12 +133,23 @@ class Activation(object):
         while todo:
             for child in children.get(todo.pop(), []):
                 todo.append(child)
-                try:
-                    with open("/proc/%d/cmdline" % child, "rb") as handle:
-                        if b"ansible-playbook" in handle.read():
-                            found.append(child)
-                except OSError:
-                    pass
+                found.append(child)
+        return found
+
+    def playbooks(self):
+        """PIDs of the ansible-playbook runs this activation has going (its descendants; not their forked workers,
+        which carry the same command line)."""
+        found = []
+        for child in self.descendants():  # parents before their children
+            try:
+                with open("/proc/%d/cmdline" % child, "rb") as handle:
+                    command = handle.read()
+                with open("/proc/%d/stat" % child) as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if b"ansible-playbook" in command and parent not in found:
+                found.append(child)
         return found
 
     def wait_idle(self, timeout=120):
@@ -145,17 +157,41 @@ class Activation(object):
         return wait_until(lambda: self.process.poll() is not None or not self.playbooks(), timeout, interval=0.2,
                           what="the activation's playbooks to end")
 
+    def _started(self, pids):
+        """(pid, start time) of each: a PID freed and given to another process meanwhile is then left alone."""
+        started = []
+        for pid in pids:
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    started.append((pid, handle.read().rsplit(")", 1)[1].split()[19]))
+            except (OSError, IndexError):
+                pass
+        return started
+
+    def _kill_all(self, started):
+        for pid, start in started:
+            if self._started([pid]) == [(pid, start)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def kill(self):
         """SIGKILL the activation and everything it started (ansible-runner, ansible-playbook): a container dying."""
         if self.process is not None and self.process.poll() is None:
+            left = self._started(self.descendants())
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self._kill_all(left)
             self.process.wait(timeout=10)
 
     def stop(self):
+        """Stop the activation, then kill what it left running (a playbook still waiting for an answer would go on
+        acting on the estate of a test that has ended, and take the CPU of the next one)."""
         if self.process is not None and self.process.poll() is None:
+            left = self._started(self.descendants())
             try:
                 os.killpg(self.process.pid, signal.SIGINT)
                 self.process.wait(timeout=15)
@@ -165,6 +201,7 @@ class Activation(object):
                 except ProcessLookupError:
                     pass
                 self.process.wait(timeout=10)
+            self._kill_all(left)
         if self._log is not None:
             self._log.close()
             self._log = None
