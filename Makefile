@@ -84,17 +84,32 @@ INTEGRATION_WORKERS ?= 2
 integration: venv collection system-deps ## modules, event sources and roles against the sandbox and real local parts
 	$(BIN)/pytest tests/integration $(if $(filter 0,$(INTEGRATION_WORKERS)),,-n $(INTEGRATION_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
+# End-to-end tests run the same way (E2E_WORKERS), except those marked `alone`: they assert how long healing takes,
+# so they run afterwards, one at a time, with the machine to themselves. A phase that PYTEST_ARGS narrowed to no test
+# is fine; without PYTEST_ARGS both phases must run tests.
+E2E_WORKERS ?= 2
 e2e: venv collection system-deps ## ansible-rulebook end to end
-	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+	@set -e; for phase in "not alone" "alone"; do \
+		workers=$$([ "$$phase" = alone ] || echo "$(E2E_WORKERS)"); \
+		echo ">> pytest tests/e2e -m '$$phase'"; \
+		rc=0; $(BIN)/pytest tests/e2e -m "$$phase" $$([ -n "$$workers" ] && [ "$$workers" != 0 ] && echo "-n $$workers --dist loadfile") $(PYTEST_ARGS) || rc=$$?; \
+		if [ $$rc = 5 ] && [ -n "$(strip $(PYTEST_ARGS))" ]; then rc=0; fi; \
+		[ $$rc = 0 ] || exit $$rc; \
+	done
 
 # The role scenarios in extensions/molecule (molecule finds them from the collection root): default driver,
 # local connection, no container engine, offline. One `molecule test -s` per scenario, so that every scenario runs
-# (and cleans up) even when an earlier one fails. MOLECULE_SCENARIOS="process_restart" narrows it.
+# (and cleans up) even when an earlier one fails; MOLECULE_JOBS of them at a time (each has its own estate and ports),
+# each one's output kept in build/molecule/ and shown whole, in order. MOLECULE_SCENARIOS="process_restart" narrows it.
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard extensions/molecule/*/molecule.yml)))))
+MOLECULE_JOBS ?= 2
 molecule: venv collection system-deps ## molecule test of every role scenario (extensions/molecule), offline
-	@failed=""; for scenario in $(MOLECULE_SCENARIOS); do \
-		echo ">> molecule test -s $$scenario"; \
-		NO_COLOR=1 $(BIN)/molecule test -s $$scenario || failed="$$failed $$scenario"; \
+	@rm -rf build/molecule && mkdir -p build/molecule; \
+	printf '%s\n' $(MOLECULE_SCENARIOS) | xargs -P $(MOLECULE_JOBS) -I{} sh -c \
+		'NO_COLOR=1 $(BIN)/molecule test -s {} > build/molecule/{}.log 2>&1; echo $$? > build/molecule/{}.rc'; \
+	failed=""; for scenario in $(MOLECULE_SCENARIOS); do \
+		echo ">> molecule test -s $$scenario"; cat build/molecule/$$scenario.log; \
+		[ "$$(cat build/molecule/$$scenario.rc 2>/dev/null)" = 0 ] || failed="$$failed $$scenario"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "molecule: failed scenarios:$$failed"; exit 1; fi
 
