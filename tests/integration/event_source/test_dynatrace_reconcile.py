@@ -95,3 +95,27 @@ async def test_dynatrace_down_at_start_does_not_block_intake_and_reconciles_late
             assert answer.status == 200
     events = await settle(running, 1, timeout=30)
     assert [(e["problem"]["id"], e["transition"]) for e in events] == [(unfinished["problemId"], "opened")]
+
+
+async def test_a_problem_closed_after_this_collection_resolved_it_says_so_and_no_other_does(sandbox, run_source):
+    """The closing notification of a problem carrying the collection's Resolved comment is flagged incident_resolved
+    (the closing rule leaves it alone); one closed by Dynatrace while a human owns it (escalated) is not."""
+    running = await run_source(source.main, source_args(sandbox, reconcile=False))
+    sandbox.call("POST", "/_sandbox/dynatrace/webhook", {"url": running.base + "/dynatrace/problems",
+                                                         "headers": {"Authorization": "Bearer t0ken"}})
+    healed = open_problem(sandbox, "Process unavailable: web")
+    escalated = open_problem(sandbox, "Process unavailable: api")
+    await settle(running, 2)
+    comment(sandbox, healed, "Remediation started for P-a")
+    comment(sandbox, healed, "Resolved: web restarted")
+    comment(sandbox, escalated, "Remediation started for P-b")
+    comment(sandbox, escalated, "Escalated to a human: crash loop")
+    for problem in (healed, escalated):
+        sandbox.call("POST", "/_sandbox/dynatrace/problems/%s/resolve" % problem["displayId"], {})
+    closed = [e for e in await settle(running, 2) if e["transition"] == "closed"]
+    assert sorted((e["problem"]["id"], e.get("incident_resolved", False)) for e in closed) == sorted(
+        [(healed["problemId"], True), (escalated["problemId"], False)])
+    # Read from Dynatrace, once per closing (the notification carries no comments).
+    reads = sandbox.requests("*/api/v2/problems/*/comments")
+    assert sorted(r["path"].split("/")[-2] for r in reads if r["method"] == "GET") == sorted(
+        [healed["problemId"], escalated["problemId"]])

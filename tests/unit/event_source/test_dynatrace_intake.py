@@ -435,3 +435,60 @@ async def test_a_davis_problem_event_from_dynatrace_workflows_is_accepted(run_so
     closed["eventData"]["event.status"] = "CLOSED"
     status, answer, dummy = await post(running.base, closed)
     assert answer["transition"] == "closed"
+
+
+# --- a closed problem whose incident this collection resolved ------------------------------------------------------
+
+class CommentsReader(object):
+    """The one reader call resolved_check makes: the problem's comments (or an error, or no answer at all)."""
+
+    def __init__(self, comments=(), error=None, hang=False):
+        self.comments_of, self.error, self.hang, self.asked = list(comments), error, hang, []
+
+    async def comments(self, pid):
+        self.asked.append(pid)
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+        return self.comments_of
+
+
+def intake_with(reader, timeout=1.0):
+    events = []
+
+    async def deliver(event):
+        events.append(event)
+        return True
+
+    tracker = source.ProblemTracker(_state.ProblemStore())
+    return source.Intake(tracker, deliver, resolved=source.resolved_check(reader, timeout)), events
+
+
+def observed(status):
+    return {"id": "P1", "status": status, "title": "Process unavailable", "entities": []}
+
+
+@pytest.mark.parametrize("reader, flagged", [
+    (CommentsReader([{"content": "[selfheal.devops] Remediation started"}, {"content": "[selfheal.devops] Resolved: web restarted"}]), True),
+    (CommentsReader([{"content": "[selfheal.devops] Escalated to a human: crash loop"}]), False),  # a human still owns it
+    (CommentsReader([{"content": "Resolved by hand"}]), False),  # not this collection's comment
+    (CommentsReader(error=RuntimeError("Dynatrace answered 503")), False),  # cannot tell: the closing rule runs
+    (CommentsReader(hang=True), False),
+], ids=["resolved", "escalated", "foreign", "unreadable", "hanging"])
+async def test_a_closed_event_says_when_this_collection_resolved_its_incident(reader, flagged):
+    intake, events = intake_with(reader, timeout=0.2)
+    assert (await intake.observe(observed("OPEN"), {}, "webhook"))[0] == 202
+    assert reader.asked == []  # only a closing asks
+    status, answer = await intake.observe(observed("CLOSED"), {}, "webhook")
+    assert status == 202 and answer["transition"] == "closed" and reader.asked == ["P1"]
+    assert [e.get("incident_resolved", False) for e in events] == [False, flagged]
+
+
+async def test_comments_the_problem_carries_in_full_are_not_read_again():
+    reader = CommentsReader(error=AssertionError("read although the problem carried its comments"))
+    raw = {"recentComments": {"totalCount": 1, "comments": [{"content": "[selfheal.devops] Resolved: fixed"}]}}
+    assert await source.own_steps(reader, "P1", raw) == {"resolved"}
+    partial = {"recentComments": {"totalCount": 3, "comments": [{"content": "x"}]}}
+    with pytest.raises(AssertionError):
+        await source.own_steps(reader, "P1", partial)  # some are missing: read them all

@@ -47,7 +47,10 @@ description:
     C(host.name), C(entity_tags), C(root_cause_entity_id))."
   - "Event shape: C(problem) {id, display_id, title, status, severity, impact, entities, root_cause,
     tags, management_zones, url, start_time, end_time}, C(transition), C(incident_key) (for example
-    C(dt-P-1234)), C(intake) (webhook or poll), C(reconciled) (true when reconciliation emitted it), C(meta.hosts) (names of impacted HOST entities, so
+    C(dt-P-1234)), C(intake) (webhook or poll), C(reconciled) (true when reconciliation emitted it), C(incident_resolved) (on a
+    C(closed) event, true when the problem carries this collection's C(Resolved) comment - the problem closed because
+    the collection resolved its incident, so no closing run is needed; read from Dynatrace when O(url) and
+    O(api_token) are set, within 2 seconds, else absent), C(meta.hosts) (names of impacted HOST entities, so
     C(run_playbook) targets them; absent when the problem names no host, or with O(meta_hosts=false)) and, with O(include_raw), C(raw)."
 options:
   mode:
@@ -279,7 +282,7 @@ EXAMPLES = r"""
         state_file: /var/lib/eda/selfheal/dynatrace-poll-state.db
   rules:
     - name: Closed by Dynatrace
-      condition: event.transition == "closed"
+      condition: event.transition == "closed" and event.incident_resolved is not defined
       action:
         debug:
 """
@@ -299,6 +302,8 @@ from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source imp
 from ansible_collections.selfheal.devops.plugins.module_utils import _problem as dt  # noqa: E402
 
 TRANSITIONS = ("opened", "updated", "closed")
+# Longest a closed problem's notification waits to learn whether this collection resolved its incident.
+RESOLVED_CHECK_TIMEOUT = 2.0
 
 
 # --- what a problem observation means ------------------------------------------------------------
@@ -372,11 +377,14 @@ class ProblemTracker(object):
                 waiter.set_result(saved)
 
 
-def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False, meta_hosts=True):
+def make_event(problem, transition, intake, raw=None, include_raw=False, reconciled=False, meta_hosts=True,
+               incident_resolved=False):
     event = {"problem": problem, "transition": transition, "intake": intake,
              "incident_key": dt.incident_key(problem)}
     if reconciled:
         event["reconciled"] = True
+    if incident_resolved:
+        event["incident_resolved"] = True
     hosts = dt.problem_hosts(problem) if meta_hosts else []
     if hosts:
         event["meta"] = {"hosts": hosts}
@@ -392,11 +400,12 @@ class Intake(object):
     remembered, so a notification that could not be handed over is not a duplicate when it comes again.
     """
 
-    def __init__(self, tracker, deliver, include_raw=False, meta_hosts=True):
+    def __init__(self, tracker, deliver, include_raw=False, meta_hosts=True, resolved=None):
         self.tracker = tracker
         self.deliver = deliver
         self.include_raw = include_raw
         self.meta_hosts = meta_hosts
+        self.resolved = resolved  # None, or `await resolved(problem, raw)`: True when its incident is resolved
         self.locks = webhook.KeyedLocks()
         self.emitted = 0
 
@@ -414,8 +423,11 @@ class Intake(object):
             if not await self.tracker.persist():  # an earlier change of it may still wait to be saved
                 return 503, {"status": "retry", "problem": pid, "error": "the state file could not be written"}
             return 202, {"status": reason.split(":")[0], "problem": pid, "reason": reason}
+        # A problem that closes because this collection resolved its incident needs no closing run: say so.
+        resolved = (transition == "closed" and reconcile is None and self.resolved is not None
+                    and await self.resolved(problem, raw))
         event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None,
-                           meta_hosts=self.meta_hosts)
+                           meta_hosts=self.meta_hosts, incident_resolved=resolved)
         if not await self.deliver(event):
             return 503, {"status": "retry", "problem": pid,
                          "error": "the rulebook did not take the event in time; deliver it again"}
@@ -513,6 +525,31 @@ class DynatraceReader(object):
         self.executor.shutdown(wait=False)
 
 
+async def own_steps(reader, pid, raw):
+    """The steps this collection wrote on the problem as comments (started, resolved, escalated): from the problem's
+    recentComments when they are all there, else read from Dynatrace (a notification carries none)."""
+    recent = raw.get("recentComments") if isinstance(raw, dict) else None
+    if isinstance(recent, dict) and (recent.get("totalCount") or 0) <= len(recent.get("comments") or []):
+        return dt.own_comment_steps(recent.get("comments"))
+    return dt.own_comment_steps(await reader.comments(pid))
+
+
+def resolved_check(reader, timeout=RESOLVED_CHECK_TIMEOUT):
+    """For Intake: whether a closed problem's incident was resolved by this collection (its Resolved comment is on
+    the problem). Read within `timeout` seconds; when it cannot be told, False: the closing rule then runs as usual."""
+    async def resolved(problem, raw):
+        try:
+            return "resolved" in await asyncio.wait_for(own_steps(reader, problem["id"], raw), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - typed transport errors (already redacted), a timeout, anything else
+            LOGGER.info("closed problem %s: whether its incident is resolved could not be read (%s)", problem["id"],
+                        exc.__class__.__name__ if isinstance(exc, asyncio.TimeoutError) else exc)
+            return False
+
+    return resolved
+
+
 class Reconciler(object):
     """Finishes what a previous run left unfinished, from Dynatrace's own record (see the DOCUMENTATION)."""
 
@@ -523,11 +560,7 @@ class Reconciler(object):
         self.scoped = scoped  # a problem_selector says which problems are ours even without a trace of us
 
     async def outcome_steps(self, raw):
-        recent = raw.get("recentComments") if isinstance(raw.get("recentComments"), dict) else {}
-        comments = recent.get("comments") or []
-        if (recent.get("totalCount") or 0) > len(comments):
-            comments = await self.reader.comments(raw["problemId"])
-        return dt.own_comment_steps(comments)
+        return await own_steps(self.reader, raw["problemId"], raw)
 
     async def run(self, observe):
         """observe(problem, raw, how) hands one problem to the intake (how: reopen or close); returns counts."""
@@ -675,7 +708,8 @@ async def main(queue, args):
     try:
         if mode == "webhook":
             server = webhook.Webhook(webhook_config, queue)
-            intake = Intake(tracker, server.handoff.deliver, include_raw, meta_hosts)
+            intake = Intake(tracker, server.handoff.deliver, include_raw, meta_hosts,
+                            resolved_check(reader) if reader is not None else None)
             await server.start(webhook_handler(intake))
             if reconcile and reader is not None:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
@@ -695,7 +729,7 @@ async def main(queue, args):
                 await queue.put(event)
                 return True
 
-            intake = Intake(tracker, put, include_raw, meta_hosts)
+            intake = Intake(tracker, put, include_raw, meta_hosts, resolved_check(reader))
             if reconcile:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
                                         scoped=bool(api.problem_selector))
