@@ -485,6 +485,15 @@ async def test_a_closed_event_says_when_this_collection_resolved_its_incident(re
     assert [e.get("incident_resolved", False) for e in events] == [False, flagged]
 
 
+async def test_a_problem_closed_while_down_is_judged_by_the_comments_reconciliation_listed():
+    reader = CommentsReader(error=AssertionError("read although reconciliation listed the comments"))
+    intake, events = intake_with(reader)
+    comments = [{"content": "[selfheal.devops] Remediation started"}, {"content": "[selfheal.devops] Resolved: web restarted"}]
+    raw = {"recentComments": {"totalCount": 2, "comments": comments}}
+    assert (await intake.observe(observed("CLOSED"), raw, "webhook", "close"))[0] == 202
+    assert [(e["transition"], e.get("reconciled"), e.get("incident_resolved")) for e in events] == [("closed", True, True)]
+
+
 async def test_comments_the_problem_carries_in_full_are_not_read_again():
     reader = CommentsReader(error=AssertionError("read although the problem carried its comments"))
     raw = {"recentComments": {"totalCount": 1, "comments": [{"content": "[selfheal.devops] Resolved: fixed"}]}}

@@ -49,8 +49,8 @@ description:
     tags, management_zones, url, start_time, end_time}, C(transition), C(incident_key) (for example
     C(dt-P-1234)), C(intake) (webhook or poll), C(reconciled) (true when reconciliation emitted it), C(incident_resolved) (on a
     C(closed) event, true when the problem carries this collection's C(Resolved) comment - the problem closed because
-    the collection resolved its incident, so no closing run is needed; read from Dynatrace when O(url) and
-    O(api_token) are set, within 2 seconds, else absent), C(meta.hosts) (names of impacted HOST entities, so
+    the collection resolved its incident, so no closing run is needed; read from Dynatrace, within 2 seconds, when
+    O(url) and O(api_token) or E(DYNATRACE_URL) and E(DYNATRACE_API_TOKEN) are set, else absent), C(meta.hosts) (names of impacted HOST entities, so
     C(run_playbook) targets them; absent when the problem names no host, or with O(meta_hosts=false)) and, with O(include_raw), C(raw)."
 options:
   mode:
@@ -424,8 +424,7 @@ class Intake(object):
                 return 503, {"status": "retry", "problem": pid, "error": "the state file could not be written"}
             return 202, {"status": reason.split(":")[0], "problem": pid, "reason": reason}
         # A problem that closes because this collection resolved its incident needs no closing run: say so.
-        resolved = (transition == "closed" and reconcile is None and self.resolved is not None
-                    and await self.resolved(problem, raw))
+        resolved = transition == "closed" and self.resolved is not None and await self.resolved(problem, raw)
         event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None,
                            meta_hosts=self.meta_hosts, incident_resolved=resolved)
         if not await self.deliver(event):
