@@ -50,7 +50,7 @@ def healed(loop, host, old):
 
 def incident(loop, sandbox, hosts):
     """Crash every host's service, notify all problems at the same moment; (seconds to all healthy, to all resolved,
-    keys)."""
+    keys, controller CPU seconds, each service's seconds to healthy in order)."""
     olds = dict((host, loops.crash(loop, host)) for host in hosts)
     cpu_before = cpu_seconds(loop.process.pid)
     problems, threads = {}, []
@@ -83,7 +83,7 @@ def incident(loop, sandbox, hosts):
     done = time.time()
     loop.wait_idle(timeout=300)  # the problems' closing runs too: the next measurement starts on a quiet loop
     cpu = cpu_seconds(loop.process.pid) - cpu_before  # the activation and every playbook it ran, closing runs included
-    return max(healthy_at.values()) - started, done - started, keys, cpu
+    return max(healthy_at.values()) - started, done - started, keys, cpu, sorted(t - started for t in healthy_at.values())
 
 
 def exactly_once(sandbox, keys):
@@ -138,6 +138,7 @@ def main():
               "internal_poll_interval": args.internal_poll_interval, "load_average_1m": [round(l, 2) for l in loads],
               "single_healthy_s": [round(s[0], 2) for s in singles], "single_resolved_s": [round(s[1], 2) for s in singles],
               "storm_healthy_s": round(storm[0], 2), "storm_resolved_s": round(storm[1], 2),
+              "storm_each_healthy_s": [round(t, 2) for t in storm[4]],
               "cpu_s_per_single_incident": round(statistics.median(s[3] for s in singles), 2),
               "cpu_s_per_storm_incident": round(storm[3] / args.hosts, 2),
               "ratio_healthy": round(ratio, 2), "ratio_resolved": round(storm[1] / single_resolved, 2),
@@ -149,6 +150,7 @@ def main():
         report["single_healthy_s"], single, single_resolved))
     print("storm of %d: all healthy %.2f s (%.2fx the single), all resolved %.2f s (%.2fx)" % (
         args.hosts, storm[0], ratio, storm[1], report["ratio_resolved"]))
+    print("storm: each service healthy after %s s" % report["storm_each_healthy_s"])
     print("controller CPU per incident (activation + playbooks, closing runs included): %.2f s alone, %.2f s in the "
           "storm" % (report["cpu_s_per_single_incident"], report["cpu_s_per_storm_incident"]))
     print("load average (1 min): %s" % report["load_average_1m"])

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: selfheal.devops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark-only callback: one JSON line per task and host (play, task, host, start, end, status) appended to
-$SELFHEAL_TASK_TIMING, so a benchmark can say where the seconds of a run go."""
+"""Benchmark-only callback: one JSON line per task and host (play, task, host, start, end, status, the run's PID)
+appended to $SELFHEAL_TASK_TIMING, so a benchmark can say where the seconds of a run go."""
 
 import json
 import os
@@ -36,7 +36,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         self.play = play.get_name()
         self._write({"play": self.play, "task": "(play start)", "host": "", "start": time.time(), "end": time.time(),
-                     "status": "start"})
+                     "status": "start", "pid": os.getpid()})
 
     def v2_runner_on_start(self, host, task):
         self.started[(host.get_name(), task._uuid)] = time.time()
@@ -46,7 +46,7 @@ class CallbackModule(CallbackBase):
         start = self.started.pop(key, None)
         self._write({"play": self.play, "task": result._task.get_name(), "host": result._host.get_name(),
                      "start": start, "end": time.time(), "status": status,
-                     "action": result._task.action})
+                     "action": result._task.action, "pid": os.getpid()})
 
     def v2_runner_on_ok(self, result):
         self._done(result, "ok")

@@ -27,7 +27,7 @@ import time
 import urllib.request
 import xmlrpc.client
 
-from utils.estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, wait_until
+from utils.estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, supervisor_rpc, wait_until
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -128,27 +128,6 @@ def terminate(pids, timeout=10.0):
         wait_until(lambda pid=pid: not alive(pid), timeout=10, what="process %d to end" % pid)
 
 
-class UnixStreamTransport(xmlrpc.client.Transport):
-    """XML-RPC over supervisord's unix socket (what supervisorctl does, without starting a process per call)."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def make_connection(self, host):
-        import http.client
-
-        path = self.path
-
-        class Connection(http.client.HTTPConnection):
-            def connect(self):
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.settimeout(10)
-                self.sock.connect(path)
-
-        return Connection("localhost")
-
-
 class FleetHost(object):
     """One host of the fleet: its address, its supervisord (program `web`) and its directories."""
 
@@ -208,7 +187,7 @@ class FleetHost(object):
                                             start_new_session=True)
 
     def rpc(self):
-        return xmlrpc.client.ServerProxy("http://localhost", transport=UnixStreamTransport(self.socket))
+        return supervisor_rpc(self.socket)
 
     def info(self):
         """supervisord's view of `web` ({'statename', 'pid', ...}), or {} while supervisord does not answer."""
