@@ -89,8 +89,68 @@ async def test_a_stopped_rules_engine_gets_503_and_the_retry_is_delivered_not_a_
     assert status == 503 and headers["Retry-After"] == "5" and answer["status"] == "retry"
     engine.resume()
     status, answer, dummy = await post(running.base, notification(2))
-    assert status == 202 and answer["status"] == "accepted"
+    # Accepted, or a duplicate when the source's own attempt at what it kept handed it over first.
+    assert status == 202 and answer["status"] in ("accepted", "duplicate")
+    await wait_for(lambda: len(running.engine.received) + running.queue.qsize() >= 2)
+    await asyncio.sleep(source.BACKLOG_PAUSE + 0.5)  # the kept copy's next attempt: a duplicate now, nothing sent
     assert [e["problem"]["display_id"] for e in running.events()] == ["P-1", "P-2"]
+
+
+async def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_503_never_retried_is_delivered_by_the_source_once_there_is_room(run_source, rules_engine, caplog):
+    engine = rules_engine()
+    engine.pause()
+    running = await run_source(source.main, args(handoff_timeout=0.2), engine=engine)
+    assert (await post(running.base, notification(1)))[0] == 202  # the queue holds one
+    refused = await asyncio.gather(*[post(running.base, notification(n)) for n in (2, 3, 4)])
+    assert [r[0] for r in refused] == [503] * 3 and all(r[1]["kept"] for r in refused), refused
+    assert "kept, and handed over as soon as there is room" in caplog.text
+    await asyncio.sleep(0.5)  # still no room: kept, tried again, not lost
+    engine.resume()
+    await wait_for(lambda: len(running.engine.received) + running.queue.qsize() >= 4)
+    await asyncio.sleep(source.BACKLOG_PAUSE + 0.5)
+    assert sorted(e["problem"]["display_id"] for e in running.events()) == ["P-1", "P-2", "P-3", "P-4"]
+    # The sender's late retries are duplicates: nothing is emitted twice.
+    for number in (2, 3, 4):
+        status, answer, dummy = await post(running.base, notification(number))
+        assert (status, answer["status"]) == (202, "duplicate")
+    assert running.events() == []
+
+
+async def test_a_kept_open_made_stale_by_the_resolved_is_never_emitted(run_source, rules_engine):
+    engine = rules_engine()
+    engine.pause()
+    running = await run_source(source.main, args(handoff_timeout=0.2), engine=engine)
+    assert (await post(running.base, notification(1)))[0] == 202
+    assert (await post(running.base, notification(2)))[0] == 503  # OPEN kept
+    assert (await post(running.base, notification(2, "RESOLVED")))[0] == 503  # the newer RESOLVED replaces it
+    engine.resume()
+    await wait_for(lambda: len(running.engine.received) + running.queue.qsize() >= 2)
+    await asyncio.sleep(source.BACKLOG_PAUSE + 0.5)
+    events = running.events()
+    assert [(e["problem"]["display_id"], e["transition"]) for e in events] == [("P-1", "opened"), ("P-2", "closed")]
+
+
+async def test_a_full_backlog_leaves_the_rest_to_the_senders_retry(run_source, rules_engine, caplog):
+    engine = rules_engine()
+    engine.pause()
+    running = await run_source(source.main, args(handoff_timeout=0.2, max_pending=2), engine=engine)
+    assert (await post(running.base, notification(1)))[0] == 202
+    answers = [await post(running.base, notification(n)) for n in (2, 3, 4)]
+    assert [a[0] for a in answers] == [503] * 3
+    assert [a[1].get("kept", False) for a in answers] == [True, True, False]
+    assert "depends on the sender's retry" in caplog.text
+    engine.resume()
+    await wait_for(lambda: len(running.engine.received) + running.queue.qsize() >= 3)
+    await asyncio.sleep(source.BACKLOG_PAUSE + 0.5)
+    assert sorted(e["problem"]["display_id"] for e in running.events()) == ["P-1", "P-2", "P-3"]
+    assert (await post(running.base, notification(4)))[1]["status"] == "accepted"  # the retry is delivered
 
 
 async def test_the_same_problem_delivered_twice_at_once_is_emitted_once(run_source, rules_engine):

@@ -4,6 +4,7 @@
 """selfheal.devops.dynatrace: Dynatrace problems as Event-Driven Ansible events (webhook and polling)."""
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import hashlib
@@ -24,7 +25,9 @@ description:
     Problems API v2 on an interval (O(mode=poll)).
   - "Delivery: a notification answered C(202) has been handed to ansible-rulebook (put into its queue). When the
     rules engine has no room for it within O(handoff_timeout), the answer is C(503) with C(Retry-After) and nothing
-    is recorded, so the sender's retry is delivered, never answered as a duplicate."
+    is recorded, so the sender's retry is delivered, never answered as a duplicate. The source also keeps such a
+    notification (the latest per problem, at most O(max_pending) problems, in memory) and hands it over itself as
+    soon as there is room, oldest first: a sender that does not retry loses nothing."
   - Each problem state change is emitted once as a transition (C(opened), C(updated), C(closed)); duplicate
     deliveries are dropped, entity order does not matter, and a problem that was closed is never opened again by a
     late or replayed OPEN notification.
@@ -134,12 +137,15 @@ options:
     description:
       - Webhook mode. Notifications waiting for room in the rulebook's queue at once; beyond it the answer is 503
         with C(Retry-After) at once.
+      - Also the number of problems whose refused notification the source keeps to hand over itself; beyond it a
+        refused notification depends on the sender's retry (logged as a warning).
     type: int
     default: 256
   handoff_timeout:
     description:
       - Webhook mode. Seconds a notification may wait for room in the rulebook's queue (the rules engine is busy)
-        before it is answered 503 with C(Retry-After); nothing is recorded then, so the retry is delivered.
+        before it is answered 503 with C(Retry-After); nothing is recorded then, so the retry is delivered, and
+        the source keeps the notification and hands it over itself once there is room (see O(max_pending)).
     type: float
     default: 10
   retry_after:
@@ -288,6 +294,7 @@ EXAMPLES = r"""
 """
 
 LOGGER = logging.getLogger("selfheal.devops.dynatrace")
+BACKLOG_PAUSE = 1.0  # seconds between two attempts at a kept notification when the previous one found no room
 
 
 # ansible-rulebook runs a source from its path (runpy), outside any collection loader: make the ansible_collections
@@ -393,14 +400,27 @@ def make_event(problem, transition, intake, raw=None, include_raw=False, reconci
     return event
 
 
+class _Kept(object):
+    """A notification the rulebook had no room for: handed over later by Intake itself."""
+
+    def __init__(self, args):
+        self.args = args  # (problem, raw, intake, reconcile), as given to Intake.observe
+        self.failures = 0
+
+
 class Intake(object):
     """Observation -> decision -> hand-off -> remembered -> saved, one problem at a time (per-problem lock).
 
     deliver(event) puts the event into the rulebook's queue and says whether it did. Only a delivered transition is
     remembered, so a notification that could not be handed over is not a duplicate when it comes again.
+
+    With backlog > 0 (webhook mode) a notification the rulebook had no room for is also kept (the latest per problem,
+    at most `backlog` problems) and handed over by the source itself, in arrival order, as soon as there is room: a
+    sender that does not retry its 503 loses nothing. Each attempt goes through observe() again, so an attempt that
+    the sender's retry or a newer notification made needless is a duplicate (or stale) and delivers nothing.
     """
 
-    def __init__(self, tracker, deliver, include_raw=False, meta_hosts=True, resolved=None):
+    def __init__(self, tracker, deliver, include_raw=False, meta_hosts=True, resolved=None, backlog=0):
         self.tracker = tracker
         self.deliver = deliver
         self.include_raw = include_raw
@@ -408,6 +428,9 @@ class Intake(object):
         self.resolved = resolved  # None, or `await resolved(problem, raw)`: True when its incident is resolved
         self.locks = webhook.KeyedLocks()
         self.emitted = 0
+        self.backlog_size = backlog
+        self.backlog = collections.OrderedDict()  # problem id -> _Kept, oldest first
+        self._drainer = None
 
     async def observe(self, problem, raw, intake, reconcile=None):
         """(HTTP status, answer) for this observation: 202 handled, 503 to be delivered again later.
@@ -428,6 +451,10 @@ class Intake(object):
         event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None,
                            meta_hosts=self.meta_hosts, incident_resolved=resolved)
         if not await self.deliver(event):
+            if self._keep(pid, (problem, raw, intake, reconcile)):
+                return 503, {"status": "retry", "problem": pid, "kept": True,
+                             "error": "the rulebook did not take the event in time; this source hands it over as soon "
+                                      "as there is room (a retry is answered as a duplicate then)"}
             return 503, {"status": "retry", "problem": pid,
                          "error": "the rulebook did not take the event in time; deliver it again"}
         self.emitted += 1
@@ -436,6 +463,49 @@ class Intake(object):
             return 503, {"status": "delivered", "problem": pid, "transition": transition,
                          "error": "delivered, but the state file could not be written; a retry is answered once it is"}
         return 202, {"status": "accepted", "problem": pid, "transition": transition}
+
+    def _keep(self, pid, args):
+        """Keep a notification that was not handed over (the latest per problem); False when the backlog is full."""
+        if not self.backlog_size:
+            return False
+        kept = self.backlog.get(pid)
+        if kept is not None and kept.args[1] is args[1]:  # the backlog's own attempt found no room either
+            kept.failures += 1
+            return True
+        if kept is None and len(self.backlog) >= self.backlog_size:
+            LOGGER.warning("problem %s: the rulebook took nothing within handoff_timeout and %d other notifications "
+                           "already wait for room: it depends on the sender's retry", pid, len(self.backlog))
+            return False
+        if kept is None:
+            LOGGER.warning("problem %s: the rulebook took nothing within handoff_timeout (its rules engine is busy); "
+                           "kept, and handed over as soon as there is room", pid)
+        self.backlog.pop(pid, None)
+        self.backlog[pid] = _Kept(args)
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    async def _drain(self):
+        """Hand over what was kept, oldest first, one at a time (the rules engine takes one event at a time)."""
+        try:
+            while self.backlog:
+                pid, kept = next(iter(self.backlog.items()))
+                failures = kept.failures
+                try:
+                    await self.observe(*kept.args)
+                    again = kept.failures != failures  # no room this time either
+                except Exception:  # noqa: BLE001 - one bad entry must not stop the others
+                    LOGGER.exception("problem %s: handing over a kept notification failed; dropped", pid)
+                    again = False
+                if self.backlog.get(pid) is not kept:
+                    continue  # a newer notification of the problem replaced it
+                if again:
+                    await asyncio.sleep(BACKLOG_PAUSE)  # the rulebook may be going away: no busy loop
+                else:
+                    del self.backlog[pid]
+                    LOGGER.info("problem %s: the kept notification is handed over (or was made needless)", pid)
+        finally:
+            self._drainer = None
 
 
 # --- webhook intake ------------------------------------------------------------------------------
@@ -708,7 +778,7 @@ async def main(queue, args):
         if mode == "webhook":
             server = webhook.Webhook(webhook_config, queue)
             intake = Intake(tracker, server.handoff.deliver, include_raw, meta_hosts,
-                            resolved_check(reader) if reader is not None else None)
+                            resolved_check(reader) if reader is not None else None, backlog=webhook_config.max_pending)
             await server.start(webhook_handler(intake))
             if reconcile and reader is not None:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
