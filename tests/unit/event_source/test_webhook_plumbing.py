@@ -161,3 +161,20 @@ async def test_bad_arguments_fail_before_listening(args, message):
     with pytest.raises(_webhook.ConfigError) as info:
         await oncall_callback.main(asyncio.Queue(), args)
     assert message in str(info.value)
+
+
+async def test_stopping_the_webhook_cancels_the_work_a_source_left_on_its_loop():
+    """A source's own tasks on the webhook's loop (the Dynatrace source's kept notifications) end with it, cancelled,
+    instead of being destroyed pending (an asyncio error in the activation's log)."""
+    server = _webhook.Webhook(_webhook.WebhookConfig({"host": "127.0.0.1", "port": 0}, "/hook"), asyncio.Queue(1))
+
+    async def handle(payload, deliver):
+        return 202, {}
+
+    async def leave_work():
+        return asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+
+    await server.start(handle)
+    work = await server.run(leave_work())
+    server.stop()
+    assert work.cancelled()

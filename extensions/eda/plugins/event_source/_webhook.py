@@ -769,6 +769,10 @@ class Webhook(object):
             self.loop.run_forever()
         finally:
             self.loop.run_until_complete(self.runner.cleanup())
+            leftover = asyncio.all_tasks(self.loop)  # a source's own work on this loop (its kept notifications)
+            for task in leftover:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             self.loop.close()
 
     async def _listen(self):
