@@ -112,10 +112,16 @@ async def test_a_503_never_retried_is_delivered_by_the_source_once_there_is_room
     assert [r[0] for r in refused] == [503] * 3 and all(r[1]["kept"] for r in refused), refused
     assert "kept, and handed over as soon as there is room" in caplog.text
     await asyncio.sleep(0.5)  # still no room: kept, tried again, not lost
+    async with aiohttp.ClientSession() as session:
+        async with session.get(running.base + "/dynatrace/problems/health") as response:
+            assert (await response.json())["kept"] == 3
     engine.resume()
     await wait_for(lambda: len(running.engine.received) + running.queue.qsize() >= 4)
     await asyncio.sleep(source.BACKLOG_PAUSE + 0.5)
     assert sorted(e["problem"]["display_id"] for e in running.events()) == ["P-1", "P-2", "P-3", "P-4"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(running.base + "/dynatrace/problems/health") as response:
+            assert (await response.json())["kept"] == 0
     # The sender's late retries are duplicates: nothing is emitted twice.
     for number in (2, 3, 4):
         status, answer, dummy = await post(running.base, notification(number))

@@ -652,6 +652,7 @@ class WebhookServer(object):
         self.queue = queue
         self.auth = authenticator or Authenticator(config)
         self.health_path = config.path.rstrip("/") + "/health"
+        self.health = None  # a source's own figures for /health: health() -> dict, called on the webhook's loop
         self.server = None
         self.answered = {}
 
@@ -675,8 +676,9 @@ class WebhookServer(object):
 
     async def _dispatch(self, request):
         if request.path == self.health_path and request.method in ("GET", "HEAD"):
-            return _answer(200, {"status": "ok", "pending": pending(self.queue), "in_flight": self.handoff.pending,
-                                 "engine_lag": self.handoff.lag(), "engine_waiting": engine_waiting(self.queue)})
+            figures = {"status": "ok", "pending": pending(self.queue), "in_flight": self.handoff.pending,
+                       "engine_lag": self.handoff.lag(), "engine_waiting": engine_waiting(self.queue)}
+            return _answer(200, dict(figures, **self.health()) if self.health is not None else figures)
         if request.path != self.config.path:
             return _error(404, "not found")
         if request.method != "POST":
@@ -744,9 +746,10 @@ class Webhook(object):
         self.started = threading.Event()
         self.error = None
 
-    async def start(self, handle, decode=None):
+    async def start(self, handle, decode=None, health=None):
         self.handoff.start_heartbeat()
         self.server = WebhookServer(self.config, handle, self.handoff, self.queue, decode=decode)
+        self.server.health = health
         self.thread = threading.Thread(target=self._run, name="selfheal-webhook", daemon=True)
         self.thread.start()
         await asyncio.get_running_loop().run_in_executor(None, self.started.wait)

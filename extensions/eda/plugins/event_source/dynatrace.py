@@ -779,7 +779,7 @@ async def main(queue, args):
             server = webhook.Webhook(webhook_config, queue)
             intake = Intake(tracker, server.handoff.deliver, include_raw, meta_hosts,
                             resolved_check(reader) if reader is not None else None, backlog=webhook_config.max_pending)
-            await server.start(webhook_handler(intake))
+            await server.start(webhook_handler(intake), health=lambda: {"kept": len(intake.backlog)})
             if reconcile and reader is not None:
                 reconciler = Reconciler(reader, tracker, str(args.get("reconcile_lookback", "now-24h")),
                                         scoped=bool(api.problem_selector))
