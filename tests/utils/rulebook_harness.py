@@ -39,6 +39,12 @@ def http_ok(url):
         return False
 
 
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name: [0] state, [1] parent PID, [19] start time."""
+    with open("/proc/%d/stat" % pid) as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
 class Activation(object):
     """One ansible-rulebook process running a rulebook; its output goes to a log file (no pipe deadlocks)."""
 
@@ -125,8 +131,7 @@ class Activation(object):
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    with open("/proc/%s/stat" % entry) as handle:
-                        children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+                    children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
                 except (OSError, IndexError, ValueError):
                     pass
         found, todo = [], [self.process.pid]
@@ -144,8 +149,7 @@ class Activation(object):
             try:
                 with open("/proc/%d/cmdline" % child, "rb") as handle:
                     command = handle.read()
-                with open("/proc/%d/stat" % child) as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                parent = int(_stat(child)[1])
             except (OSError, IndexError, ValueError):
                 continue
             if b"ansible-playbook" in command and parent not in found:
@@ -162,8 +166,7 @@ class Activation(object):
         started = []
         for pid in pids:
             try:
-                with open("/proc/%d/stat" % pid) as handle:
-                    started.append((pid, handle.read().rsplit(")", 1)[1].split()[19]))
+                started.append((pid, _stat(pid)[19]))
             except (OSError, IndexError):
                 pass
         return started

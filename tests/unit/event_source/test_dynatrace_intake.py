@@ -567,3 +567,24 @@ async def test_comments_the_problem_carries_in_full_are_not_read_again():
     partial = {"recentComments": {"totalCount": 3, "comments": [{"content": "x"}]}}
     with pytest.raises(AssertionError):
         await source.own_steps(reader, "P1", partial)  # some are missing: read them all
+
+
+async def test_a_kept_closing_reads_the_comments_once_however_many_attempts_it_takes():
+    reader = CommentsReader([{"content": "[selfheal.devops] Resolved: web restarted"}])
+    room, events = [], []
+
+    async def deliver(event):  # no room for the first three attempts at the closing
+        if event["transition"] == "closed" and len(room) < 3:
+            room.append(event)
+            return False
+        events.append(event)
+        return True
+
+    intake = source.Intake(source.ProblemTracker(_state.ProblemStore()), deliver,
+                           resolved=source.resolved_check(reader, 1.0), backlog=4)
+    assert (await intake.observe(observed("OPEN"), {}, "webhook"))[0] == 202
+    status, answer = await intake.observe(observed("CLOSED"), {}, "webhook")
+    assert status == 503 and answer["kept"]
+    await wait_for(lambda: len(events) == 2, timeout=source.BACKLOG_PAUSE * 3 + 5)
+    assert [(e["transition"], e.get("incident_resolved", False)) for e in events] == [("opened", False), ("closed", True)]
+    assert reader.asked == ["P1"] and len(room) == 3  # three attempts without room, one read of the comments

@@ -403,8 +403,9 @@ def make_event(problem, transition, intake, raw=None, include_raw=False, reconci
 class _Kept(object):
     """A notification the rulebook had no room for: handed over later by Intake itself."""
 
-    def __init__(self, args):
+    def __init__(self, args, resolved):
         self.args = args  # (problem, raw, intake, reconcile), as given to Intake.observe
+        self.resolved = resolved or None  # a Resolved comment once seen stays: not read again on each attempt
         self.failures = 0
 
 
@@ -432,14 +433,15 @@ class Intake(object):
         self.backlog = collections.OrderedDict()  # problem id -> _Kept, oldest first
         self._drainer = None
 
-    async def observe(self, problem, raw, intake, reconcile=None):
+    async def observe(self, problem, raw, intake, reconcile=None, resolved=None):
         """(HTTP status, answer) for this observation: 202 handled, 503 to be delivered again later.
 
         reconcile: None for a notification or a poll; "reopen" or "close" when reconciliation hands it over.
+        resolved: whether its incident is resolved, when already known (else read for a closing, see self.resolved).
         """
-        return await self.locks(problem["id"], lambda: self._observe(problem, raw, intake, reconcile))
+        return await self.locks(problem["id"], lambda: self._observe(problem, raw, intake, reconcile, resolved))
 
-    async def _observe(self, problem, raw, intake, reconcile):
+    async def _observe(self, problem, raw, intake, reconcile, resolved):
         pid = problem["id"]
         transition, record, reason = self.tracker.decide(problem, raw, reconcile == "reopen")
         if transition is None:
@@ -447,11 +449,12 @@ class Intake(object):
                 return 503, {"status": "retry", "problem": pid, "error": "the state file could not be written"}
             return 202, {"status": reason.split(":")[0], "problem": pid, "reason": reason}
         # A problem that closes because this collection resolved its incident needs no closing run: say so.
-        resolved = transition == "closed" and self.resolved is not None and await self.resolved(problem, raw)
+        if resolved is None:
+            resolved = transition == "closed" and self.resolved is not None and await self.resolved(problem, raw)
         event = make_event(problem, transition, intake, raw, self.include_raw, reconciled=reconcile is not None,
                            meta_hosts=self.meta_hosts, incident_resolved=resolved)
         if not await self.deliver(event):
-            if self._keep(pid, (problem, raw, intake, reconcile)):
+            if self._keep(pid, (problem, raw, intake, reconcile), resolved):
                 return 503, {"status": "retry", "problem": pid, "kept": True,
                              "error": "the rulebook did not take the event in time; this source hands it over as soon "
                                       "as there is room (a retry is answered as a duplicate then)"}
@@ -464,13 +467,14 @@ class Intake(object):
                          "error": "delivered, but the state file could not be written; a retry is answered once it is"}
         return 202, {"status": "accepted", "problem": pid, "transition": transition}
 
-    def _keep(self, pid, args):
+    def _keep(self, pid, args, resolved):
         """Keep a notification that was not handed over (the latest per problem); False when the backlog is full."""
         if not self.backlog_size:
             return False
         kept = self.backlog.get(pid)
         if kept is not None and kept.args[1] is args[1]:  # the backlog's own attempt found no room either
             kept.failures += 1
+            kept.resolved = kept.resolved or resolved or None
             return True
         if kept is None and len(self.backlog) >= self.backlog_size:
             LOGGER.warning("problem %s: the rulebook took nothing within handoff_timeout and %d other notifications "
@@ -480,7 +484,7 @@ class Intake(object):
             LOGGER.warning("problem %s: the rulebook took nothing within handoff_timeout (its rules engine is busy); "
                            "kept, and handed over as soon as there is room", pid)
         self.backlog.pop(pid, None)
-        self.backlog[pid] = _Kept(args)
+        self.backlog[pid] = _Kept(args, resolved)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return True
@@ -492,7 +496,7 @@ class Intake(object):
                 pid, kept = next(iter(self.backlog.items()))
                 failures = kept.failures
                 try:
-                    await self.observe(*kept.args)
+                    await self.observe(*kept.args, resolved=kept.resolved)
                     again = kept.failures != failures  # no room this time either
                 except Exception:  # noqa: BLE001 - one bad entry must not stop the others
                     LOGGER.exception("problem %s: handing over a kept notification failed; dropped", pid)
