@@ -8,6 +8,11 @@ channel archived. Every incident must have exactly one page, one ticket and one 
 
   single   one crash, notification -> healthy (median of --singles runs, before and after the storm)
   storm    --hosts crashes notified at the same moment -> every service healthy, and -> every incident resolved
+  merged   the same crashes reported as one problem naming every host (a storm with one root cause, which Dynatrace
+           merges): one incident, its hosts healed in batches of selfheal_batch_size (default 5)
+  floor    the fix alone, no incident: one ansible-playbook run of the process_restart role over the crashed hosts
+           (--forks as many as hosts), for one host and for all of them -> every service healthy. What a design that
+           heals every problem of a storm in one run could at best reach, before any decision or paperwork.
 
     .venv/bin/python bench/bench_storm.py [--hosts 20] [--singles 3] [--max-concurrent 25] [--internal-poll-interval S]
 
@@ -19,7 +24,9 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +36,17 @@ from utils import estate, loops, rulebook_harness
 from utils.sandbox_control import start_sandbox, stop_sandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOOR_PLAYBOOK = """\
+- name: Restart the crashed services, nothing else (no decision, no incident)
+  hosts: "{{ floor_hosts }}"
+  gather_facts: false
+  tasks:
+    - name: Restart and prove healthy
+      ansible.builtin.include_role:
+        name: selfheal.devops.process_restart
+      vars:
+        process_restart_name: web
+"""
 
 
 def cpu_seconds(pid):
@@ -48,19 +66,59 @@ def healed(loop, host, old):
     return pid not in (0, old) and estate.healthy(supervisor.port)
 
 
-def incident(loop, sandbox, hosts):
-    """Crash every host's service, notify all problems at the same moment; (seconds to all healthy, to all resolved,
-    keys, controller CPU seconds, each service's seconds to healthy in order)."""
+def wait_healthy(loop, olds, started, timeout=600):
+    """{host: time it was seen healed}, polling every pending host every 50 ms."""
+    pending, healthy_at = set(olds), {}
+    while pending and time.time() < started + timeout:
+        for host in list(pending):
+            if healed(loop, host, olds[host]):
+                healthy_at[host] = time.time()
+                pending.discard(host)
+        time.sleep(0.05)
+    if pending:
+        raise AssertionError("not healthy after %d s: %s" % (timeout, sorted(pending)))
+    return healthy_at
+
+
+def floor(loop, collections, workdir, hosts):
+    """Crash the hosts' services and restart them all in one ansible-playbook run of the process_restart role alone;
+    (seconds to all healthy, CPU seconds of the run, each service's seconds to healthy in order)."""
+    playbook = workdir / "floor.yml"
+    playbook.write_text(FLOOR_PLAYBOOK)
+    olds = dict((host, loops.crash(loop, host)) for host in hosts)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    run = subprocess.Popen([os.path.join(rulebook_harness.BIN, "ansible-playbook"), "-i", loop.inventory_path,
+                            "--forks", str(len(hosts)), "-e", json.dumps({"floor_hosts": hosts}), str(playbook)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        healthy_at = wait_healthy(loop, olds, started, timeout=300)
+    finally:
+        output = run.communicate()[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode:
+        raise AssertionError("the floor run failed (rc %d):\n%s" % (run.returncode, output[-3000:]))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return max(healthy_at.values()) - started, cpu, sorted(t - started for t in healthy_at.values())
+
+
+def incident(loop, sandbox, hosts, merged=False):
+    """Crash every host's service, notify all problems at the same moment (merged: one problem naming every host, as
+    Dynatrace reports a storm with one root cause); (seconds to all healthy, to all resolved, keys, controller CPU
+    seconds, each service's seconds to healthy in order)."""
     olds = dict((host, loops.crash(loop, host)) for host in hosts)
     cpu_before = cpu_seconds(loop.process.pid)
     problems, threads = {}, []
-    barrier = threading.Barrier(len(hosts) + 1)
+    reports = [hosts[0]] if merged else hosts
+    barrier = threading.Barrier(len(reports) + 1)
 
     def notify(host):
         barrier.wait()
-        problems[host] = loops.report(sandbox, host)
+        problems[host] = loops.report(sandbox, host, entities=[{"type": "HOST", "name": name} for name in hosts]
+                                      if merged else None)
 
-    for host in hosts:
+    for host in reports:
         threads.append(threading.Thread(target=notify, args=(host,)))
         threads[-1].start()
     barrier.wait()
@@ -68,16 +126,7 @@ def incident(loop, sandbox, hosts):
     for thread in threads:
         thread.join()
     keys = dict((host, "dt-" + problem["displayId"]) for host, problem in problems.items())
-    pending, healthy_at = set(hosts), {}
-    deadline = started + 600
-    while pending and time.time() < deadline:
-        for host in list(pending):
-            if healed(loop, host, olds[host]):
-                healthy_at[host] = time.time()
-                pending.discard(host)
-        time.sleep(0.05)
-    if pending:
-        raise AssertionError("not healthy after 600 s: %s" % sorted(pending))
+    healthy_at = wait_healthy(loop, olds, started)
     estate.wait_until(lambda: all(resolved(loop, key) for key in keys.values()), timeout=600, interval=0.1,
                       what="every incident resolved")
     done = time.time()
@@ -114,7 +163,7 @@ def main():
     collections = rulebook_harness.install_collection(str(workdir))
     sandbox = start_sandbox()
     settings = {"process_restart_max_attempts": 100, "remediation_postmortem": False, "remediation_recurrence": False,
-                "remediation_service_limit": 0}
+                "remediation_service_limit": 0, "selfheal_max_hosts": args.hosts}  # the merged problem is fixed at once
     loads, singles, storm = [os.getloadavg()[0]], [], None
     try:
         with loops.self_healing_loop(collections, sandbox, workdir, settings=settings, more_hosts=hosts[1:]) as loop:
@@ -123,10 +172,16 @@ def main():
                 loads.append(os.getloadavg()[0])
             storm = incident(loop, sandbox, hosts)
             loads.append(os.getloadavg()[0])
+            merged = incident(loop, sandbox, hosts, merged=True)
+            loads.append(os.getloadavg()[0])
+            floors = [floor(loop, collections, workdir, hosts[:1]), floor(loop, collections, workdir, hosts),
+                      floor(loop, collections, workdir, hosts), floor(loop, collections, workdir, hosts[:1])]
+            loads.append(os.getloadavg()[0])
             for dummy in range(args.singles):
                 singles.append(incident(loop, sandbox, hosts[:1]))
                 loads.append(os.getloadavg()[0])
-            wrong = exactly_once(sandbox, list(storm[2].values()) + [k for s in singles for k in s[2].values()])
+            wrong = exactly_once(sandbox, list(storm[2].values()) + list(merged[2].values())
+                                 + [k for s in singles for k in s[2].values()])
     finally:
         stop_sandbox(sandbox)
     single = statistics.median(s[0] for s in singles)
@@ -142,6 +197,14 @@ def main():
               "cpu_s_per_single_incident": round(statistics.median(s[3] for s in singles), 2),
               "cpu_s_per_storm_incident": round(storm[3] / args.hosts, 2),
               "ratio_healthy": round(ratio, 2), "ratio_resolved": round(storm[1] / single_resolved, 2),
+              "merged_healthy_s": round(merged[0], 2), "merged_resolved_s": round(merged[1], 2),
+              "merged_each_healthy_s": [round(t, 2) for t in merged[4]], "merged_cpu_s": round(merged[3], 2),
+              "floor_one_healthy_s": [round(f[0], 2) for f in (floors[0], floors[3])],
+              "floor_all_healthy_s": [round(f[0], 2) for f in floors[1:3]],
+              "floor_cpu_s_one": [round(f[1], 2) for f in (floors[0], floors[3])],
+              "floor_cpu_s_all": [round(f[1], 2) for f in floors[1:3]],
+              "floor_all_each_healthy_s": [round(t, 2) for t in floors[1][2]],
+              "ratio_floor_all_to_single": round(min(f[0] for f in floors[1:3]) / single, 2),
               "records_not_exactly_once": wrong}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "storm.json"), "w") as handle:
@@ -153,6 +216,12 @@ def main():
     print("storm: each service healthy after %s s" % report["storm_each_healthy_s"])
     print("controller CPU per incident (activation + playbooks, closing runs included): %.2f s alone, %.2f s in the "
           "storm" % (report["cpu_s_per_single_incident"], report["cpu_s_per_storm_incident"]))
+    print("one problem naming all %d hosts: all healthy %.2f s (%.2fx the single), resolved %.2f s, CPU %.2f s" % (
+        args.hosts, merged[0], merged[0] / single, merged[1], merged[3]))
+    print("floor, the fix alone in one run: one host healthy %s s (CPU %s s), all %d healthy %s s (CPU %s s): the "
+          "best of them %.2fx the single incident" % (
+              report["floor_one_healthy_s"], report["floor_cpu_s_one"], args.hosts, report["floor_all_healthy_s"],
+              report["floor_cpu_s_all"], report["ratio_floor_all_to_single"]))
     print("load average (1 min): %s" % report["load_average_1m"])
     print("records not exactly once: %s" % (wrong or "none"))
     missed = ratio > 3.0 or wrong
