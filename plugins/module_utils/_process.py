@@ -22,6 +22,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.selfheal.devops.plugins.module_utils._files import write_atomically
+from ansible_collections.selfheal.devops.plugins.module_utils._supervisor import Supervisord
 
 
 def probe_argument_spec(**own):
@@ -64,44 +65,36 @@ def probe_problem(params):
     return None
 
 
-# `supervisorctl status NAME`: "NAME  RUNNING   pid 4242, uptime 0:01:00" or "NAME  EXITED  Nov 30 05:00 AM".
-SUPERVISOR_STATUS = re.compile(r"^\S+\s+([A-Z]+)(?:\s+pid (\d+),)?", re.MULTILINE)
-SUPERVISOR_DOWN = frozenset(["STOPPED", "EXITED", "FATAL", "BACKOFF"])
-
-
 class Observer(object):
-    """Reads the PID and runs the checks; run(argv) -> (rc, stdout) is the module's run_command, injectable."""
+    """Reads the PID and runs the checks; run(argv) -> (rc, stdout) is the module's run_command, injectable;
+    supervisord: the Supervisord to ask (shared by the observations and the restart of one module run)."""
 
-    def __init__(self, params, run, clock=time.time, sleep=time.sleep):
+    def __init__(self, params, run, clock=time.time, sleep=time.sleep, supervisord=None):
         self.params = params
         self.run = run
         self.clock = clock
         self.sleep = sleep
         self.body = re.compile(params["health_body"]) if params["health_body"] else None
         self.manager = params["manager"]
-        self.status_out = None
+        self.supervisord = supervisord or Supervisord(params["supervisorctl"], run)
+        self.status = None
 
     def detect(self):
         """The manager auto means: supervisord if it runs the program, else systemd if it runs the host, else service."""
-        rc, out = self.run(self.params["supervisorctl"] + ["status", self.params["name"]])
-        text = out.lower()
-        if rc in (0, 3) and "no such process" not in text and "error" not in text:
-            self.status_out = out  # the first observation reads its PID from this answer
+        status = self.supervisord.status(self.params["name"])
+        if status[0]:
+            self.status = status  # the first observation reads its PID from this answer
             return "supervisor"
         return "systemd" if os.path.isdir("/run/systemd/system") else "service"
 
     def supervisor_pid(self):
-        """One `supervisorctl status` answers for a running or a dead program; `pid` only for the states in between."""
-        out, self.status_out = self.status_out, None
-        if out is None:
-            rc, out = self.run(self.params["supervisorctl"] + ["status", self.params["name"]])
-        match = SUPERVISOR_STATUS.search(out)
-        if match and match.group(2):
-            return match.group(2), "supervisorctl status"
-        if match and match.group(1) in SUPERVISOR_DOWN:
-            return "0", "supervisorctl status"
-        rc, out = self.run(self.params["supervisorctl"] + ["pid", self.params["name"]])
-        return out.strip(), "supervisorctl pid"
+        """One status answers for a running or a dead program; `supervisorctl pid` only for the states in between when
+        supervisorctl answered."""
+        status, self.status = self.status, None
+        known, state, pid, source = status or self.supervisord.status(self.params["name"])
+        if pid is not None:
+            return pid, source
+        return self.supervisord.pid(self.params["name"]), "supervisorctl pid"
 
     # PID ------------------------------------------------------------------------------------------
     def read_pid(self):
@@ -255,20 +248,20 @@ def guard(path, name, max_attempts, window, record=True, check_mode=False, clock
 class Restarter(object):
     """Restarts a program through its manager; run(argv) -> (rc, stdout) is the module's run_command."""
 
-    def __init__(self, params, run, sleep=time.sleep, clock=time.time):
+    def __init__(self, params, run, sleep=time.sleep, clock=time.time, supervisord=None):
         self.params = params
         self.run = run
         self.sleep = sleep
         self.clock = clock
+        self.supervisord = supervisord or Supervisord(params["supervisorctl"], run)
 
     def restart(self, manager, pid):
         """(done, detail): whether the manager accepted the restart, and what it said."""
         params = self.params
         name = params["name"]
         if manager == "supervisor":
-            # One call: `restart` stops the program if it runs (a dead one just reports "not running") and starts it.
-            rc, out = self.run(params["supervisorctl"] + ["restart", name])
-            return ("started" in out or rc == 0), out.strip()
+            # Stops the program if it runs (a dead one just reports "not running") and starts it.
+            return self.supervisord.restart(name)
         if manager == "systemd":
             rc, out = self.run(["systemctl", "restart", name])
             return rc == 0, out.strip() or "systemctl restart %s: rc %d" % (name, rc)
@@ -310,13 +303,14 @@ def _signal(pid, number):
         pass
 
 
-def heal(params, run, check_mode=False, clock=time.time, sleep=time.sleep):
+def heal(params, run, check_mode=False, clock=time.time, sleep=time.sleep, supervisord=None):
     """Observe; when unhealthy (or forced), restart within the crash-loop guard and wait for health; all in one call.
 
     Returns the result of the process_heal module (the process_restart role's process_restart_result)."""
     started = clock()
+    supervisord = supervisord or Supervisord(params["supervisorctl"], run)
     observed = dict(params, wait=False)
-    observer = Observer(observed, run, clock=clock, sleep=sleep)
+    observer = Observer(observed, run, clock=clock, sleep=sleep, supervisord=supervisord)
     before = observer.observe()
     manager = before["manager"]
     result = {"name": params["name"], "manager": manager, "restarted": False, "healthy": before["healthy"],
@@ -326,8 +320,9 @@ def heal(params, run, check_mode=False, clock=time.time, sleep=time.sleep):
     if before["healthy"] and not params["force"]:
         result["reason"] = "already_healthy"
     else:
-        restarter = Restarter(params, run, sleep=sleep, clock=clock)
-        waiting = Observer(dict(params, wait=True, manager=manager), run, clock=clock, sleep=sleep)
+        restarter = Restarter(params, run, sleep=sleep, clock=clock, supervisord=supervisord)
+        waiting = Observer(dict(params, wait=True, manager=manager), run, clock=clock, sleep=sleep,
+                           supervisord=supervisord)
         pid = before["pid"]
         for dummy in range(params["attempts_per_run"]):
             verdict = guard(params["state_file"], params["name"], params["max_attempts"], params["window"], True,

@@ -18,9 +18,10 @@ description:
     C(pgrep); HTTP, TCP and command health checks). When it is healthy (and O(force) is not set) nothing is done.
   - Otherwise, within the crash-loop guard (the record M(selfheal.devops.restart_guard) keeps in O(state_file), at
     most O(max_attempts) restarts within O(window) seconds, the attempt recorded B(before) acting, under a lock),
-    restarts it through its manager - C(supervisorctl restart), C(systemctl restart), C(service NAME restart), or in
-    command mode its stop command (else TERM, then KILL after O(stop_timeout)) and its start command detached from
-    the run - and waits up to O(timeout) for health, retrying quickly at first (0.1 s, doubling up to O(interval)).
+    restarts it through its manager - supervisord (stop, then start and wait for RUNNING, as C(supervisorctl
+    restart) does), C(systemctl restart), C(service NAME restart), or in command mode its stop command (else TERM,
+    then KILL after O(stop_timeout)) and its start command detached from the run - and waits up to O(timeout) for
+    health, retrying quickly at first (0.1 s, doubling up to O(interval)).
   - Fails (with the result) when the guard trips (C(crash_loop)) or the program is not healthy after
     O(attempts_per_run) restarts.
 extends_documentation_fragment:
@@ -37,12 +38,19 @@ options:
     type: str
     required: true
   manager:
-    description: V(auto) picks supervisor when supervisorctl knows the program, then systemd when it runs the host, else service.
+    description: V(auto) picks supervisor when supervisord knows the program, then systemd when it runs the host, else service.
     type: str
     choices: [auto, supervisor, systemd, service, command]
     default: auto
   supervisorctl:
-    description: The supervisorctl command line (with C(-c CONFIG) when needed).
+    description:
+      - The supervisorctl command line (with C(-c CONFIG) when needed).
+      - supervisord is asked directly over its XML-RPC interface, at the address this command line would use (its
+        C(-s), C(-u), C(-p) options, else the C([supervisorctl]) section of the configuration named by C(-c) or
+        found where supervisorctl looks for it), so a restart starts no C(supervisorctl) process (about 0.1 CPU
+        second each, three per restart). The command line itself is run when that address cannot be told for sure
+        (another program in front, such as C(sudo); an option or a configuration this cannot read), when
+        supervisord does not answer there, and for a name supervisord does not know as a program.
     type: list
     elements: str
     default: [supervisorctl]

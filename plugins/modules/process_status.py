@@ -32,17 +32,24 @@ options:
     required: true
   manager:
     description:
-      - Where the PID comes from. V(supervisor) asks C(supervisorctl status) (and C(supervisorctl pid) while the
-        program is starting or stopping), V(systemd) asks C(systemctl show
+      - Where the PID comes from. V(supervisor) asks supervisord for the program's state and PID (see
+        O(supervisorctl)), V(systemd) asks C(systemctl show
         -p MainPID). V(service) and V(command) read O(pidfile) or, without one, find the oldest process whose
         command line matches O(process_match) (C(pgrep -o -f)).
-      - V(auto) picks V(supervisor) when C(supervisorctl status) knows the program, else V(systemd) when
+      - V(auto) picks V(supervisor) when supervisord knows the program, else V(systemd) when
         systemd runs the host, else V(service); RV(manager) says which.
     type: str
     choices: [auto, supervisor, systemd, service, command]
     default: auto
   supervisorctl:
-    description: The C(supervisorctl) command and its options (for example V([supervisorctl, -c, /etc/sv.conf])).
+    description:
+      - The C(supervisorctl) command and its options (for example V([supervisorctl, -c, /etc/sv.conf])).
+      - supervisord is asked directly over its XML-RPC interface, at the address this command line would use (its
+        C(-s), C(-u), C(-p) options, else the C([supervisorctl]) section of the configuration named by C(-c) or
+        found where supervisorctl looks for it), which spares a C(supervisorctl) start-up per question. The command
+        line itself is run when that address cannot be told for sure (another program in front, such as
+        C(sudo); an option or a configuration this cannot read), when supervisord does not answer there, and for a
+        name supervisord does not know as a program (a group, a pattern); RV(checks) says which answered.
     type: list
     elements: str
     default: [supervisorctl]
@@ -136,10 +143,13 @@ checks:
   description: The last observation's checks; a check that is not configured is absent.
   returned: always
   type: dict
-  sample: {pid: {value: 4242, source: supervisorctl pid}, http: {status: 200, passed: true}}
+  sample: {pid: {value: 4242, source: supervisord XML-RPC}, http: {status: 200, passed: true}}
   contains:
     pid:
-      description: Where the PID came from and the value read (before the liveness check).
+      description:
+        - C(source), where the PID came from (V(supervisord XML-RPC), V(supervisorctl status), V(supervisorctl pid),
+          V(systemctl show MainPID), V(pidfile) or V(pgrep)), and C(value), the value read (before the liveness
+          check).
       type: dict
     http:
       description: C(status) (V(-1) with C(error) when no answer came) and C(passed).

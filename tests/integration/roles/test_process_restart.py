@@ -61,6 +61,40 @@ def test_supervisor_program_comes_back_with_a_new_pid(playbook, supervisor, tmp_
     assert again["pid_after"] == result["pid_after"]
 
 
+def counting_supervisorctl(tmp_path):
+    """A `supervisorctl` that writes down each of its runs before running the real one; (its path, the log)."""
+    (tmp_path / "bin").mkdir()
+    program, log = tmp_path / "bin" / "supervisorctl", tmp_path / "supervisorctl.log"
+    program.write_text("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n"
+                       % (log, os.path.join(os.path.dirname(sys.executable), "supervisorctl")))
+    program.chmod(0o755)
+    return str(program), log
+
+
+def test_a_restart_asks_supervisord_directly_and_runs_no_supervisorctl(playbook, supervisor, tmp_path):
+    """The module reads where supervisorctl would connect from its -c configuration and asks supervisord over that
+    socket: no supervisorctl start-up (about 0.1 CPU second each) for the status, the restart and the check."""
+    program, log = counting_supervisorctl(tmp_path)
+    old = supervisor.pid("web")
+    kill(old)
+    wait_until(lambda: supervisor.pid("web") == 0)
+
+    run = outcome(playbook(role_tasks(supervisor_vars(supervisor, tmp_path, process_restart_supervisorctl=program))))
+    result = run["result"]
+    assert not run["failed"], run["error"]
+    assert result["manager"] == "supervisor" and result["restarted"] and result["healthy"], result
+    assert result["pid_after"] == supervisor.pid("web") not in (0, old) and healthy(supervisor.port)
+    assert result["checks"]["pid"]["source"] == "supervisord XML-RPC", result
+    assert result["restart_output"] == ["web: ERROR (not running)\nweb: started"], result
+    assert not log.exists(), log.read_text()
+
+    # a name supervisord does not know as a program is left to supervisorctl, which says what it makes of it
+    unknown = outcome(playbook(role_tasks(supervisor_vars(supervisor, tmp_path, process_restart_supervisorctl=program,
+                                                          process_restart_name="nope",
+                                                          process_restart_manager="supervisor"))))
+    assert unknown["failed"] and log.read_text().splitlines()[0].endswith("status nope"), unknown
+
+
 def test_check_mode_restarts_nothing(playbook, supervisor, tmp_path):
     kill(supervisor.pid("web"))
     result = outcome(playbook(role_tasks(supervisor_vars(supervisor, tmp_path)), check=True))["result"]

@@ -33,7 +33,10 @@ class Host(object):
 
 
 def observer(host, **params):
-    return ps.Observer(dict(BASE, **params), host.run, clock=host.clock, sleep=host.sleep)
+    """An Observer whose supervisord is asked through the scripted supervisorctl command line only."""
+    params = dict(BASE, **params)
+    return ps.Observer(params, host.run, clock=host.clock, sleep=host.sleep,
+                       supervisord=ps.Supervisord(params["supervisorctl"], host.run, server=False))
 
 
 @pytest.fixture(autouse=True)
