@@ -1,6 +1,7 @@
 """A problem spanning a fleet, in one real ansible-rulebook activation of the self_healing rulebook: twelve hosts
 (each its own 127.0.0.x address reached over SSH, its own supervisord program and crash-loop state) heal in batches
-of five and the incident resolves once, after the last batch; a batch that does not heal stops the roll."""
+of four (selfheal_batch_size set in the inventory, not the default five) and the incident resolves once, after the
+last batch; a batch that does not heal stops the roll."""
 
 import pytest
 
@@ -24,7 +25,7 @@ def fleet_loop(installed_collection, sandbox_session, tmp_path_factory):
             "incident_jira_project": "OPS", "incident_jira_resolution": "Fixed", "incident_slack_enabled": True,
             "incident_timeline_dir": str(workdir / "incidents"), "incident_decision_dir": str(workdir / "decisions"),
             "remediation_db": str(workdir / "remediations.db"), "remediation_host_limit": 50,
-            "selfheal_max_hosts": 20, "selfheal_batch_size": 5, "process_restart_health_timeout": 15}
+            "selfheal_max_hosts": 20, "selfheal_batch_size": 4, "process_restart_health_timeout": 15}
         inventory["all"]["hosts"] = {"localhost": {"ansible_connection": "local",
                                                    "ansible_python_interpreter": rulebook_harness.BIN + "/python"}}
         activation = rulebook_harness.Activation(
@@ -53,7 +54,7 @@ def records(loop, problem):
     return timeline(loop, "dt-" + problem["displayId"])["records"]
 
 
-def test_twelve_hosts_heal_in_batches_of_five_and_the_incident_resolves_once(fleet_loop, sandbox_session):
+def test_twelve_hosts_heal_in_batches_of_four_and_the_incident_resolves_once(fleet_loop, sandbox_session):
     fleet, sandbox = fleet_loop.fleet, sandbox_session
     fleet.reset()
     old = {name: fleet.crash(name) for name in fleet.names}
@@ -74,7 +75,7 @@ def test_twelve_hosts_heal_in_batches_of_five_and_the_incident_resolves_once(fle
 def test_a_batch_that_does_not_heal_stops_the_roll_and_escalates(fleet_loop, sandbox_session):
     fleet, sandbox = fleet_loop.fleet, sandbox_session
     fleet.reset()
-    broken = fleet.names[2]  # in the first batch of five
+    broken = fleet.names[2]  # in the first batch of four
     fleet.break_restart(broken)
     try:
         for name in fleet.names:
@@ -84,7 +85,7 @@ def test_a_batch_that_does_not_heal_stops_the_roll_and_escalates(fleet_loop, san
                           what="the escalation")
     finally:
         fleet.repair(broken)
-    first_batch, later = fleet.names[:5], fleet.names[5:]
+    first_batch, later = fleet.names[:4], fleet.names[4:]  # four from the inventory, not the default five
     assert all(fleet.healthy(name) for name in first_batch if name != broken)
     assert all(fleet.pid(name) == 0 for name in later)  # the roll stopped: nothing after the failing batch
     comments = [c["content"] for c in sandbox.state()["dynatrace"]["comments"][problem["problemId"]]]
