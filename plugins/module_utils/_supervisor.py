@@ -20,6 +20,7 @@ import shutil
 import socket
 import xmlrpc.client
 from urllib.parse import urlparse
+from xml.parsers.expat import ExpatError
 
 from ansible.module_utils.common.text.converters import to_text
 
@@ -35,8 +36,9 @@ STATUS_LINE = re.compile(r"^\S+\s+([A-Z]+)(?:\s+pid (\d+),)?", re.MULTILINE)
 DOWN = frozenset(["STOPPED", "EXITED", "FATAL", "BACKOFF"])
 _OPTIONS = {"-c": "config", "--configuration": "config", "-s": "url", "--serverurl": "url",
             "-u": "username", "--username": "username", "-p": "password", "--password": "password"}
+# Whatever keeps an answer from coming back: no socket, refused, a timeout, not HTTP, not XML-RPC, not supervisord.
 _UNREACHABLE = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, xmlrpc.client.ResponseError,
-                ValueError, TypeError)  # ValueError also covers expat's errors on a body that is not XML-RPC
+                ExpatError, ValueError, TypeError)
 
 
 class _Unsure(Exception):

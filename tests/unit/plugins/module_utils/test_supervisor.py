@@ -204,3 +204,32 @@ def test_the_address_is_found_from_the_command_line_on_first_use(conf, monkeypat
     assert client.status("web")[0] is False  # the configured socket does not exist: asked once, then the command line
     assert client.server is False and client.unreachable
     assert run.calls == [["supervisorctl", "-c", conf, "status", "web"]]
+
+
+@pytest.mark.parametrize("body", [b"<html>hello</html>", b"not XML at all <"])
+def test_something_else_answering_at_the_address_is_given_up_for_the_command_line(body):
+    """An HTTP server that is not supervisord (a 200 that is not XML-RPC): asked once, then supervisorctl."""
+    import http.server
+
+    class NotSupervisord(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotSupervisord)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = CommandLine((0, "web                              RUNNING   pid 4242, uptime 0:01:00\n"))
+        client = sv.Supervisord(["supervisorctl"], run, server=("http://127.0.0.1:%d" % server.server_address[1], None, None))
+        assert client.status("web") == (True, "RUNNING", "4242", "supervisorctl status")
+        assert client.server is False and len(run.calls) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
