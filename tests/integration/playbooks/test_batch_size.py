@@ -7,8 +7,8 @@ import pytest
 
 @pytest.mark.parametrize("playbook", ["remediate_process_crash", "remediate_full_disk", "rollback_bluegreen"])
 @pytest.mark.parametrize("size", ["0", "two"])
-def test_an_unusable_batch_size_stops_before_anything_is_done(collection_playbook, sandbox, sandbox_env, tmp_path,
-                                                               playbook, size):
+def test_an_unusable_batch_size_stops_before_anything_is_done(collection_playbook, sandbox, sandbox_env, tmp_path, playbook,
+                                                              size):
     problem = {"id": "-1", "display_id": "P-1", "title": "Process unavailable", "severity": "AVAILABILITY",
                "entities": [{"type": "HOST", "name": "localhost"}], "tags": {"process": "web"}}
     inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}},

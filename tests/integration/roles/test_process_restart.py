@@ -83,7 +83,7 @@ def test_a_restart_asks_supervisord_directly_and_runs_no_supervisorctl(playbook,
     result = run["result"]
     assert not run["failed"], run["error"]
     assert result["manager"] == "supervisor" and result["restarted"] and result["healthy"], result
-    assert result["pid_after"] == supervisor.pid("web") not in (0, old) and healthy(supervisor.port)
+    assert result["pid_after"] == supervisor.pid("web") and result["pid_after"] not in (0, old) and healthy(supervisor.port)
     assert result["checks"]["pid"]["source"] == "supervisord XML-RPC", result
     assert result["restart_output"] == ["web: ERROR (not running)\nweb: started"], result
     assert not log.exists(), log.read_text()

@@ -1,6 +1,5 @@
 """Supervisord: where supervisorctl would connect, and the XML-RPC answers against a scripted supervisord."""
 
-import os
 import threading
 import xmlrpc.client
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
