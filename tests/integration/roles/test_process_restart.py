@@ -91,7 +91,8 @@ def test_a_restart_asks_supervisord_directly_and_runs_no_supervisorctl(playbook,
     # a name supervisord does not know as a program is left to supervisorctl, which says what it makes of it
     unknown = outcome(playbook(role_tasks(supervisor_vars(supervisor, tmp_path, process_restart_supervisorctl=program,
                                                           process_restart_name="nope",
-                                                          process_restart_manager="supervisor"))))
+                                                          process_restart_manager="supervisor",
+                                                          process_restart_health_timeout=1))))
     assert unknown["failed"] and log.read_text().splitlines()[0].endswith("status nope"), unknown
 
 
