@@ -25,6 +25,7 @@ import urllib.request
 import aiohttp
 
 from sandbox import credentials
+from utils import estate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,16 +44,6 @@ def start(url_file):
         url = handle.read().strip()
     urllib.request.urlopen(url + "/_sandbox/log", timeout=5).read()
     return process, url, time.perf_counter() - began
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(process):
@@ -145,9 +136,9 @@ def main():
                 stop(process)
         try:
             basic, channel = seed(url)
-            cpu_before = cpu_seconds(process.pid)
+            cpu_before = estate.cpu_seconds(process.pid)
             throughput = asyncio.run(load(mix(url, basic, channel), args.requests, args.concurrency))
-            cpu_after = cpu_seconds(process.pid)
+            cpu_after = estate.cpu_seconds(process.pid)
             if cpu_before is not None and cpu_after is not None and cpu_after > cpu_before:
                 # What the sandbox itself spent: requests per CPU second hardly depends on what else runs.
                 throughput["sandbox_cpu_s"] = round(cpu_after - cpu_before, 2)

@@ -49,13 +49,6 @@ FLOOR_PLAYBOOK = """\
 """
 
 
-def cpu_seconds(pid):
-    """User + system CPU of a process and of its children it has waited for (the playbooks it ran), in seconds."""
-    with open("/proc/%d/stat" % pid) as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / float(os.sysconf("SC_CLK_TCK"))
-
-
 def resolved(loop, key):
     return any(r["step"] == "archive channel" for r in loops.timeline(loop, key)["records"])
 
@@ -108,7 +101,7 @@ def incident(loop, sandbox, hosts, merged=False):
     Dynatrace reports a storm with one root cause); (seconds to all healthy, to all resolved, keys, controller CPU
     seconds, each service's seconds to healthy in order)."""
     olds = dict((host, loops.crash(loop, host)) for host in hosts)
-    cpu_before = cpu_seconds(loop.process.pid)
+    cpu_before = estate.cpu_seconds(loop.process.pid, children=True)  # and the playbooks it ran
     problems, threads = {}, []
     reports = [hosts[0]] if merged else hosts
     barrier = threading.Barrier(len(reports) + 1)
@@ -131,7 +124,7 @@ def incident(loop, sandbox, hosts, merged=False):
                       what="every incident resolved")
     done = time.time()
     loop.wait_idle(timeout=300)  # the problems' closing runs too: the next measurement starts on a quiet loop
-    cpu = cpu_seconds(loop.process.pid) - cpu_before  # the activation and every playbook it ran, closing runs included
+    cpu = estate.cpu_seconds(loop.process.pid, children=True) - cpu_before  # the activation and every playbook it ran, closing runs included
     return max(healthy_at.values()) - started, done - started, keys, cpu, sorted(t - started for t in healthy_at.values())
 
 

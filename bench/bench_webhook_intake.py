@@ -61,7 +61,7 @@ import sys
 import tempfile
 import time
 
-from utils import rulebook_harness
+from utils import estate, rulebook_harness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,14 +78,7 @@ RULE = {"name": "every event", "condition": "event.meta is defined", "action": {
 
 def cpu_seconds(pid):
     """User + system CPU seconds a process used so far (all its threads: the JVM of the rules engine too)."""
-    if not pid:
-        return None
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return estate.cpu_seconds(pid) if pid else None
 
 
 def pid_of(number):

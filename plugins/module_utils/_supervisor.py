@@ -169,6 +169,11 @@ class _Transport(xmlrpc.client.Transport):
         super(_Transport, self).send_headers(connection, headers)
 
 
+def proxy(url, username=None, password=None, timeout=STATUS_TIMEOUT):
+    """An XML-RPC proxy to the supervisord at url (unix:///path or http://host:port), as supervisorctl connects."""
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_Transport(url, username, password, timeout))
+
+
 class Supervisord(object):
     """A program's status and its restart, over XML-RPC where supervisorctl would connect, else through argv.
 
@@ -192,12 +197,11 @@ class Supervisord(object):
         if not self.server:
             raise _Unsure()
         timeout = None if kwargs.get("wait") else self.timeout  # supervisorctl waits for startsecs without a limit
-        proxy = self._proxies.get(timeout)
-        if proxy is None:
-            proxy = self._proxies[timeout] = xmlrpc.client.ServerProxy(
-                "http://localhost/RPC2", transport=_Transport(self.server[0], self.server[1], self.server[2], timeout))
+        server = self._proxies.get(timeout)
+        if server is None:
+            server = self._proxies[timeout] = proxy(*self.server, timeout=timeout)
         try:
-            return getattr(proxy.supervisor, method)(*args)
+            return getattr(server.supervisor, method)(*args)
         except xmlrpc.client.Fault:
             raise
         except _UNREACHABLE as error:

@@ -1,7 +1,6 @@
 """Real local targets for tests and the demo: a private supervisord running a small web service."""
 
 import hashlib
-import http.client
 import os
 import shutil
 import signal
@@ -13,6 +12,8 @@ import textwrap
 import time
 import urllib.request
 import xmlrpc.client
+
+from ansible_collections.selfheal.devops.plugins.module_utils._supervisor import proxy as supervisord_proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")
@@ -47,8 +48,7 @@ def healthy(port):
 def alive(pid):
     try:
         os.kill(pid, 0)
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split()[2] != "Z"
+        return proc_stat(pid)[0] != "Z"
     except OSError:
         return False
 
@@ -77,28 +77,43 @@ def remove_socket_dir(directory):
         shutil.rmtree(socket_dir(directory), ignore_errors=True)
 
 
-class _UnixStreamTransport(xmlrpc.client.Transport):
-    """XML-RPC over supervisord's unix socket (what supervisorctl does, without starting a process per call)."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def make_connection(self, host):
-        path = self.path
-
-        class Connection(http.client.HTTPConnection):
-            def connect(self):
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.settimeout(10)
-                self.sock.connect(path)
-
-        return Connection("localhost")
-
-
 def supervisor_rpc(path):
-    """supervisord's XML-RPC interface at the unix socket path."""
-    return xmlrpc.client.ServerProxy("http://localhost", transport=_UnixStreamTransport(path))
+    """supervisord's XML-RPC interface at the unix socket path (the collection's own client: no process per call)."""
+    return supervisord_proxy("unix://" + path, timeout=10)
+
+
+def proc_stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses): [0] state,
+    [1] parent PID, [11]/[12] user/system ticks, [13]/[14] those of waited-for children, [19] start time."""
+    with open("/proc/%d/stat" % pid) as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def descendants(pid):
+    """PIDs of the live descendants of pid, read from /proc, each parent before its children."""
+    by_parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                by_parent.setdefault(int(proc_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
+    found, todo = [], [pid]
+    while todo:
+        for child in by_parent.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_seconds(pid, children=False):
+    """User + system CPU seconds of a process so far (all its threads; with children, also the children it waited
+    for), or None when it is gone."""
+    try:
+        fields = proc_stat(pid)
+    except OSError:
+        return None
+    return sum(int(value) for value in fields[11:15 if children else 13]) / float(os.sysconf("SC_CLK_TCK"))
 
 
 class Supervisor(object):

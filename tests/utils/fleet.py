@@ -27,7 +27,7 @@ import time
 import urllib.request
 import xmlrpc.client
 
-from utils.estate import BIN, ROOT, alive, remove_socket_dir, socket_dir, supervisor_rpc, wait_until
+from utils.estate import BIN, ROOT, alive, descendants, remove_socket_dir, socket_dir, supervisor_rpc, wait_until
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
@@ -84,28 +84,6 @@ def ssh_banner(address, port):
             return sock.recv(64).startswith(b"SSH-")
     except OSError:
         return False
-
-
-def children(pid):
-    """PIDs of the live descendants of `pid`, read from /proc (deepest last)."""
-    by_parent = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(")") + 2:].split()
-        by_parent.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in by_parent.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def terminate(pids, timeout=10.0):
@@ -389,7 +367,7 @@ class Fleet(object):
             errors.append("SSH control masters: %s" % error)
         if self.sshd is not None:
             try:
-                sessions = children(self.sshd.pid)  # sshd's per-connection children call setsid: find them first
+                sessions = descendants(self.sshd.pid)  # sshd's per-connection children call setsid: find them first
                 terminate([self.sshd.pid] + sessions)
                 self.sshd.wait(timeout=10)
             except (AssertionError, OSError, subprocess.TimeoutExpired) as error:
@@ -425,10 +403,10 @@ class Fleet(object):
         """Every process this fleet runs now (SSH control masters, sshd and its sessions, supervisords, programs)."""
         found = list(self.control_masters().values())
         if self.sshd is not None and self.sshd.poll() is None:
-            found += [self.sshd.pid] + children(self.sshd.pid)
+            found += [self.sshd.pid] + descendants(self.sshd.pid)
         for host in self.hosts:
             if host.process is not None and host.process.poll() is None:
-                found += [host.process.pid] + children(host.process.pid)
+                found += [host.process.pid] + descendants(host.process.pid)
         return found
 
     # --- the hosts ------------------------------------------------------------------------------------

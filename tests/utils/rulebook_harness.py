@@ -39,12 +39,6 @@ def http_ok(url):
         return False
 
 
-def _stat(pid):
-    """The fields of /proc/<pid>/stat after the command name: [0] state, [1] parent PID, [19] start time."""
-    with open("/proc/%d/stat" % pid) as handle:
-        return handle.read().rsplit(")", 1)[1].split()
-
-
 class Activation(object):
     """One ansible-rulebook process running a rulebook; its output goes to a log file (no pipe deadlocks)."""
 
@@ -127,19 +121,7 @@ class Activation(object):
     def descendants(self):
         """PIDs of every process this activation started and that still runs (ansible-runner runs each playbook in
         a session of its own, so a signal to the activation's process group does not reach them)."""
-        children = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
-                except (OSError, IndexError, ValueError):
-                    pass
-        found, todo = [], [self.process.pid]
-        while todo:
-            for child in children.get(todo.pop(), []):
-                todo.append(child)
-                found.append(child)
-        return found
+        return estate.descendants(self.process.pid)
 
     def playbooks(self):
         """PIDs of the ansible-playbook runs this activation has going (its descendants; not their forked workers,
@@ -149,7 +131,7 @@ class Activation(object):
             try:
                 with open("/proc/%d/cmdline" % child, "rb") as handle:
                     command = handle.read()
-                parent = int(_stat(child)[1])
+                parent = int(estate.proc_stat(child)[1])
             except (OSError, IndexError, ValueError):
                 continue
             if b"ansible-playbook" in command and parent not in found:
@@ -166,7 +148,7 @@ class Activation(object):
         started = []
         for pid in pids:
             try:
-                started.append((pid, _stat(pid)[19]))
+                started.append((pid, estate.proc_stat(pid)[19]))
             except (OSError, IndexError):
                 pass
         return started
