@@ -12,6 +12,11 @@ connections, a 200-notification warm-up first; the load generator runs in its ow
   rulebook     the source inside a real ansible-rulebook activation (the collection installed from its tarball)
   eda_webhook  ansible.eda's `webhook` source inside ansible-rulebook, same rule, same load
 
+and, only when asked for with --rows (an experiment, not a way the source runs):
+
+  source_one_loop  the source row with the queue and its consumer moved onto the webhook's own loop, so that no event
+               crosses between threads: what the hand-off from the webhook's thread to the rulebook's loop costs
+
 Every server is up before the first measurement; each round measures every row once, forward then backward in turns
 (ABBA), so that the rows compared with each other run next to each other, each first as often as second (the machine
 is shared and its load changes by the minute): the report gives medians over the rounds and medians of the ratios of
@@ -59,6 +64,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from utils import estate, rulebook_harness
@@ -72,7 +78,8 @@ EDA_WEBHOOK_PATH = "extensions/eda/plugins/event_source/webhook.py"
 PID_SUFFIX = "_1669823466223V2"
 PID_IN_LINE = re.compile(r"'(-\d{19}" + PID_SUFFIX + ")'")
 BANNER_TIME = re.compile(r"^\*\* (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[event\]")
-ROWS = ("ceiling", "source", "source_state", "rulebook", "eda_webhook")
+ROWS = ("ceiling", "source", "source_one_loop", "source_state", "rulebook", "eda_webhook")
+DEFAULT_ROWS = tuple(name for name in ROWS if name != "source_one_loop")  # the experiment row only when asked for
 RULE = {"name": "every event", "condition": "event.meta is defined", "action": {"print_event": {}}}
 
 
@@ -133,18 +140,29 @@ def serve_ceiling(port, control):
     asyncio.run(main())
 
 
-def serve_source(port, control, state_file):
+def serve_source(port, control, state_file, one_loop=False):
     """dynatrace.main() with an asyncio.Queue(1) and a consumer that records (time, problem id) of every event.
 
     control: ("wait", want, timeout) -> the events taken so far once `want` arrived or timeout passed; ("stop",).
+    one_loop: the queue and its consumer live on the webhook's own loop instead of the source's (experiment row).
     """
-    from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import dynatrace
+    from ansible_collections.selfheal.devops.extensions.eda.plugins.event_source import _webhook, dynatrace
+
+    webhooks = []
+    if one_loop:
+        start = _webhook.Webhook.start
+
+        async def noting_start(self, *args, **kwargs):
+            webhooks.append(self)
+            return await start(self, *args, **kwargs)
+
+        _webhook.Webhook.start = noting_start
 
     async def main():
         loop = asyncio.get_running_loop()
         queue = asyncio.Queue(1)
         taken = []
-        enough = asyncio.Event()
+        enough = threading.Event()
         want = [None]
 
         async def consume():
@@ -157,8 +175,15 @@ def serve_source(port, control, state_file):
         args = {"host": "127.0.0.1", "port": port, "token": TOKEN, "reconcile": False}
         if state_file:
             args["state_file"] = state_file
-        consumer = loop.create_task(consume())
         source = loop.create_task(dynatrace.main(queue, args))
+        if one_loop:
+            while not (webhooks and webhooks[0].port):
+                await asyncio.sleep(0.01)
+            webhook = webhooks[0]
+            webhook.handoff.loop = webhook.loop  # the pump runs there too: events never change threads
+            consumer = asyncio.run_coroutine_threadsafe(consume(), webhook.loop)
+        else:
+            consumer = loop.create_task(consume())
         control.send("ready")
         while True:
             command = await loop.run_in_executor(None, control.recv)
@@ -167,14 +192,11 @@ def serve_source(port, control, state_file):
             want[0] = command[1]
             enough.clear()
             if len(taken) < want[0]:
-                try:
-                    await asyncio.wait_for(enough.wait(), command[2])
-                except asyncio.TimeoutError:
-                    pass
+                await loop.run_in_executor(None, enough.wait, command[2])
             control.send(list(taken))
         source.cancel()
-        consumer.cancel()
-        await asyncio.gather(source, consumer, return_exceptions=True)
+        consumer.cancel()  # on the webhook's loop (one_loop) a concurrent future: it goes with the source's thread
+        await asyncio.gather(source, *([consumer] if isinstance(consumer, asyncio.Future) else []), return_exceptions=True)
 
     asyncio.run(main())
 
@@ -400,7 +422,7 @@ class SourceRow(object):
             shutil.copyfile(self.state_template, state_file)
             server = ProcessServer(serve_source, state_file)
         else:
-            server = ProcessServer(serve_source, None)
+            server = ProcessServer(serve_source, None, self.name == "source_one_loop")
         server.start()
         try:
             row = load(server.port, numbers, args, warmup, server.process.pid)
@@ -603,7 +625,8 @@ def main():
     parser.add_argument("--row-timeout", type=float, default=600, help="longest one measurement's load may run (s)")
     parser.add_argument("--eda-webhook", help="path of ansible.eda's webhook.py (else read from --eda-mirror)")
     parser.add_argument("--eda-mirror", default=EDA_MIRROR, help="git directory of a github.com/ansible/event-driven-ansible mirror")
-    parser.add_argument("--rows", default=",".join(ROWS), help="rows to measure (comma-separated): %s" % ", ".join(ROWS))
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                        help="rows to measure (comma-separated): %s" % ", ".join(ROWS))
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "webhook_intake.json"))
     args = parser.parse_args()
     wanted = [name for name in ROWS if name in args.rows.split(",")]
@@ -623,7 +646,7 @@ def main():
             figures[name] = {"measured": False, "why": "%s: %s" % (type(exc).__name__, str(exc)[-3000:])}
 
     try:
-        for name in ("ceiling", "source"):
+        for name in ("ceiling", "source", "source_one_loop"):
             if name in wanted:
                 prepare(name, lambda name=name: SourceRow(name, tmp))
         if "source_state" in wanted:
@@ -683,6 +706,8 @@ def main():
     notes["rulebook_over_eda_webhook"] = paired(figures, "rulebook", "eda_webhook", "delivered_per_s")
     notes["cpu_rulebook_over_eda_webhook"] = paired(figures, "rulebook", "eda_webhook", "server_cpu_ms_per_notification")
     notes["cpu_source_over_ceiling"] = paired(figures, "source", "ceiling", "server_cpu_ms_per_notification")
+    notes["one_loop_over_source"] = paired(figures, "source_one_loop", "source", "answered_per_s")
+    notes["cpu_one_loop_over_source"] = paired(figures, "source_one_loop", "source", "server_cpu_ms_per_notification")
     report = {
         "benchmark": "webhook_intake",
         "command": "python bench/bench_webhook_intake.py " + " ".join(sys.argv[1:]),
@@ -695,21 +720,22 @@ def main():
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
     print("\nmedians of %d rounds (%d notifications each, %d connections)" % (args.rounds, args.requests, args.concurrency))
-    columns = "%-12s %10s %11s %8s %8s %6s %6s %8s"
+    columns = "%-15s %10s %11s %8s %8s %6s %6s %8s"
     print(columns % ("row", "answered/s", "delivered/s", "p50 ms", "p99 ms", "503s", "lost", "cpu ms/n"))
     for name in ROWS:
         row = figures.get(name)
         if row is None:
             continue
         if row.get("measured") is False or not row.get("median"):
-            print("%-12s not measured: %s" % (name, row.get("why", "every round failed")))
+            print("%-15s not measured: %s" % (name, row.get("why", "every round failed")))
             continue
         m = row["median"]
         print(columns % (name, m["answered_per_s"], m["delivered_per_s"], m["p50_ms"], m["p99_ms"], m["retried_503"], m["lost"],
                          m["server_cpu_ms_per_notification"]))
     for key in ("ceiling_over_source", "state_on_over_off", "rulebook_over_eda_webhook", "cpu_rulebook_over_eda_webhook",
-                "cpu_source_over_ceiling"):
-        print("%s: median %s, per round %s" % (key, notes[key]["median"], notes[key]["per_round"]))
+                "cpu_source_over_ceiling", "one_loop_over_source", "cpu_one_loop_over_source"):
+        if notes[key]["per_round"]:
+            print("%s: median %s, per round %s" % (key, notes[key]["median"], notes[key]["per_round"]))
     print("load average %s -> %s" % (report["load_average_before"], report["load_average_after"]))
 
 
