@@ -108,15 +108,20 @@ def owner_alive(owner):
 class RemediationStore(object):
     """Leases and fix records in one SQLite database (WAL); each operation is one immediate transaction."""
 
-    def __init__(self, path, clock=time.time):
+    def __init__(self, path, clock=time.time, create=True):
+        """create=False (check mode): a database that does not exist yet is not created; an empty one in memory
+        answers instead, as the new file would."""
         self.path = path
         self.clock = clock
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            os.makedirs(folder, 0o700)
         created = not os.path.exists(path)
+        if created and not create:
+            path = ":memory:"
+        else:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                os.makedirs(folder, 0o700)
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        if created:
+        if created and create:
             os.chmod(path, 0o600)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS leases (incident TEXT PRIMARY KEY, owner TEXT NOT NULL, "

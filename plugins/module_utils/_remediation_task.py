@@ -99,7 +99,8 @@ def decided(task, store):
                 keys = ["host:" + h for h in targets] + (["service:" + params["service"]] if params["service"] else [])
                 store.record(keys, key)
             result["changed"] = True
-        store.prune(max(params["budget_window"], params["lease_ttl"]) * 2)
+        if not task.check_mode:
+            store.prune(max(params["budget_window"], params["lease_ttl"]) * 2)
     return result
 
 
@@ -122,7 +123,7 @@ def execute(task):
         if params[name] <= 0:
             raise _tasks.Failed({"msg": "%s must be more than 0, got %s" % (name, params[name])})
     try:
-        store = _remediation.RemediationStore(params["path"])
+        store = _remediation.RemediationStore(params["path"], create=not task.check_mode)
     except (OSError, _remediation.sqlite3.Error) as exc:
         raise _tasks.Failed({"msg": "cannot use the remediation database %s: %s" % (params["path"], exc)})
     try:

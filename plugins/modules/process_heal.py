@@ -29,7 +29,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Observes and consults the guard, restarts nothing and records nothing.
+    details: >-
+      Observes and consults the guard, restarts nothing and records nothing. Reports C(changed) where it would
+      restart (RV(reason=check_mode)).
   diff_mode:
     support: none
 options:
@@ -275,7 +277,8 @@ def main():
     if not result["healthy"] and not module.check_mode:
         module.fail_json(msg="%s is not healthy after %d restart attempt(s) (PID %d)." % (
             name, result["attempts"], result["pid_after"]), changed=result["restarted"], **result)
-    module.exit_json(changed=result["restarted"], **result)
+    # In check mode a restart that would have run is the change it would have made.
+    module.exit_json(changed=result["restarted"] or result["reason"] == "check_mode", **result)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Decides as it would and writes nothing (no lease, no budget record).
+    details: >-
+      Decides as it would and writes nothing (no lease, no budget record, no clean-up of old records; a database
+      that does not exist yet is not created).
   diff_mode:
     support: none
 options:

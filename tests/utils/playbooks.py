@@ -78,7 +78,7 @@ def run_playbook(tasks, extra_vars=None, env=None, check=False, diff=False, host
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
 
 
-def run_collection_playbook(name, inventory, extra_vars=None, env=None, timeout=600):
+def run_collection_playbook(name, inventory, extra_vars=None, env=None, timeout=600, extra_args=()):
     """Run one of the collection's playbooks (selfheal.devops.<name>) as users do; inventory is a dict."""
     with tempfile.TemporaryDirectory(prefix="selfheal-pb-") as tmp:
         path = os.path.join(tmp, "inventory.yml")
@@ -87,6 +87,7 @@ def run_collection_playbook(name, inventory, extra_vars=None, env=None, timeout=
         command = [os.path.join(BIN, "ansible-playbook"), "-i", path, "selfheal.devops." + name]
         if extra_vars:
             command += ["-e", json.dumps(extra_vars)]
+        command += list(extra_args)
         run_env = dict(os.environ)
         run_env.update({"ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False",
                         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,

@@ -50,12 +50,18 @@ def test_decisions_follow_the_blast_radius_rules(playbook, tmp_path):
 
 
 def test_check_mode_decides_and_writes_nothing(playbook, tmp_path):
-    db = tmp_path / "remediations.db"
+    db = tmp_path / "state" / "remediations.db"
     run = playbook([gate("check", db, check=True, problem=problem("web-01"))])
     assert run["check"]["decision"] == "fix" and not run["check"]["changed"]
+    assert not db.parent.exists()  # not even created: a check run leaves no file behind
+    # With a database: what it holds is read (web-01's budget is used up), and nothing is added or removed.
+    run = playbook([gate("real", db, "dt-P-2", problem=problem("web-01"), host_limit=1),
+                    gate("check", db, check=True, problem=problem("web-01"), host_limit=1)])
+    assert run["real"]["decision"] == "fix" and run["check"]["decision"] == "approve"
+    assert "host_limit 1" in run["check"]["reason"] and not run["check"]["changed"]
     with sqlite3.connect(str(db)) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
-        assert conn.execute("SELECT COUNT(*) FROM fixes").fetchone()[0] == 0
+        assert conn.execute("SELECT incident FROM leases").fetchall() == [("dt-P-2",)]
+        assert conn.execute("SELECT key, incident FROM fixes").fetchall() == [("host:web-01", "dt-P-2")]
 
 
 def test_one_live_run_per_incident_and_a_dead_runs_lease_is_taken_over(playbook, tmp_path):

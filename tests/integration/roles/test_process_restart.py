@@ -102,6 +102,14 @@ def test_check_mode_restarts_nothing(playbook, supervisor, tmp_path):
     assert result["restarted"] is False and result["reason"] == "check_mode"
     assert supervisor.pid("web") == 0 and not healthy(supervisor.port)
     assert not (tmp_path / "state").exists()
+    # the module says it would change something, as Ansible's check mode asks
+    variables = supervisor_vars(supervisor, tmp_path)
+    module = playbook([{"name": "heal", "check_mode": True, "selfheal.devops.process_heal": {
+        "name": "web", "manager": "supervisor", "state_file": str(tmp_path / "state" / "web.json"),
+        "supervisorctl": [variables["process_restart_supervisorctl"], "-c", variables["process_restart_supervisor_config"]],
+        "health_url": variables["process_restart_health_url"]}}])
+    assert module["heal"]["changed"] is True and module["heal"]["reason"] == "check_mode", module["heal"]
+    assert supervisor.pid("web") == 0 and not (tmp_path / "state").exists()
 
 
 def test_program_that_dies_at_once_stops_with_crash_loop(playbook, supervisor, tmp_path):
