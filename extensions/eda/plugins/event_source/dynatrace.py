@@ -246,7 +246,8 @@ options:
       - Put the names of the problem's HOST entities into C(meta.hosts), which ansible-rulebook uses as the C(--limit)
         of C(run_playbook) (and the hosts of C(run_module)). The collection's self-healing rulebooks set V(false), as
         their playbooks choose their targets themselves (only inventory hosts the problem names, never every host
-        when it names none) and need C(localhost), which such a limit would exclude.
+        when it names none) and need C(localhost), which such a limit would exclude (they then stop at once, saying
+        so).
     type: bool
     default: true
   include_raw:
