@@ -27,33 +27,69 @@ def problem_hosts(problem):
     return [h for h in hosts if h]
 
 
-def decide(problem, inventory, mode="auto", targets=None, max_hosts=10, over_budget=None):
-    """(decision, targets, reason, named) for one incident.
+def resolve_hosts(named, inventory, aliases=None):
+    """({name: inventory host}, [names not resolved]) for the host names a problem gives.
+
+    A name is the inventory host of that name; else the host aliases maps it to (Dynatrace's name for a host the
+    inventory calls otherwise; keys compared without regard to case, as DNS names are); else the one inventory host
+    whose name differs from it only in case. Nothing else is guessed: not a short name for a long one, and a name
+    that two inventory hosts could answer to (in case only) is not resolved.
+    """
+    aliases = dict((str(k).lower(), v) for k, v in (aliases or {}).items())
+    folded = {}
+    for host in inventory:
+        folded.setdefault(host.lower(), []).append(host)
+    resolved, unresolved = {}, []
+    for name in named:
+        if name in inventory:
+            resolved[name] = name
+        elif name.lower() in aliases and aliases[name.lower()] in inventory:
+            resolved[name] = aliases[name.lower()]
+        elif len(folded.get(name.lower(), ())) == 1:
+            resolved[name] = folded[name.lower()][0]
+        else:
+            unresolved.append(name)
+    return resolved, unresolved
+
+
+def decide(problem, inventory, mode="auto", targets=None, max_hosts=10, over_budget=None, aliases=None):
+    """(decision, targets, reason, named, resolved) for one incident.
 
     targets: an explicit target list (for fixes that do not run on the problem's hosts, e.g. a router); by default the
-    problem's HOST entities. Only inventory hosts can be targets: a name the inventory does not know is never guessed.
+    problem's HOST entities. Only inventory hosts can be targets: a name is resolved to one by resolve_hosts (aliases:
+    {other name: inventory host}) or not at all, never guessed.
     over_budget: callable(targets) -> reason or None, consulted only for automatic fixes.
     """
     if str(problem.get("status", "OPEN")).upper() == "CLOSED":
-        return SKIP, [], "Dynatrace already closed the problem; nothing to fix", []
+        return SKIP, [], "Dynatrace already closed the problem; nothing to fix", [], {}
     named = list(targets) if targets is not None else problem_hosts(problem)
-    known = [h for h in named if h in inventory]
-    unknown = [h for h in named if h not in inventory]
+    resolved, unknown = resolve_hosts(named, inventory, aliases)
+    known = []
+    for name in named:
+        if name in resolved and resolved[name] not in known:
+            known.append(resolved[name])
+    decision, reason = _decision(named, known, unknown, mode, max_hosts, over_budget)
+    renamed = dict((name, host) for name, host in resolved.items() if name != host)
+    if renamed and decision != ESCALATE:
+        reason += " (%s)" % ", ".join("%s is %s" % (name, host) for name, host in renamed.items())
+    return decision, (known if decision != ESCALATE else []), reason, named, renamed
+
+
+def _decision(named, known, unknown, mode, max_hosts, over_budget):
     if not known:
         if not named:
-            reason = "the problem names no host to fix (no HOST entity); a human must decide where to act"
-        else:
-            reason = "no host the problem names is in the inventory (%s); a human must decide where to act" % ", ".join(unknown)
-        return ESCALATE, [], reason, named
+            return ESCALATE, "the problem names no host to fix (no HOST entity); a human must decide where to act"
+        return ESCALATE, ("no host the problem names is in the inventory (%s; other names: selfheal_host_aliases); a "
+                          "human must decide where to act" % ", ".join(unknown))
     note = (" (not in the inventory, left alone: %s)" % ", ".join(unknown)) if unknown else ""
     if len(known) > max_hosts:
-        return APPROVE, known, "%d hosts exceed the automatic limit of %d (selfheal_max_hosts)%s" % (len(known), max_hosts, note), named
+        return APPROVE, "%d hosts exceed the automatic limit of %d (selfheal_max_hosts)%s" % (len(known), max_hosts, note)
     if mode == "approve":
-        return APPROVE, known, "approve mode: the fix waits for the on-call engineer's answer" + note, named
+        return APPROVE, "approve mode: the fix waits for the on-call engineer's answer" + note
     reason = over_budget(known) if over_budget else None
     if reason:
-        return APPROVE, known, reason + note, named
-    return FIX, known, "automatic fix on %s%s" % (", ".join(known), note), named
+        return APPROVE, reason + note
+    return FIX, "automatic fix on %s%s" % (", ".join(known), note)
 
 
 # --- who runs: the ansible-playbook process that owns a lease --------------------------------------

@@ -20,6 +20,7 @@ def argument_spec():
         state=dict(type="str", choices=["decided", "released"], default="decided"),
         mode=dict(type="str", choices=["auto", "approve"], default="auto"),
         inventory=dict(type="list", elements="str", default=[]),
+        aliases=dict(type="dict", default={}),
         targets=dict(type="list", elements="str"),
         max_hosts=dict(type="int", default=10),
         service=dict(type="str", default=""),
@@ -89,10 +90,11 @@ def decided(task, store):
             result.update(decision=_remediation.SKIP, targets=[], not_in_inventory=[], owner=holder,
                           reason="another run (pid %s on %s) is remediating %s" % (holder.get("pid"), holder.get("host"), key))
             return result
-        decision, targets, reason, named = _remediation.decide(
-            problem, set(params["inventory"]), params["mode"], params["targets"], params["max_hosts"], over_budget)
-        result.update(decision=decision, targets=targets, reason=reason,
-                      not_in_inventory=[h for h in named if h not in set(params["inventory"])])
+        inventory = set(params["inventory"])
+        decision, targets, reason, named, renamed = _remediation.decide(
+            problem, inventory, params["mode"], params["targets"], params["max_hosts"], over_budget, params["aliases"])
+        result.update(decision=decision, targets=targets, reason=reason, resolved=renamed,
+                      not_in_inventory=[h for h in named if h not in inventory and h not in renamed])
         if decision != _remediation.SKIP and not task.check_mode:
             store.take_lease(key, owner, params["lease_ttl"])
             if decision == _remediation.FIX:
@@ -119,6 +121,9 @@ def execute(task):
             raise _tasks.Failed({"msg": "%s must be 0 or more, got %d" % (name, params[name])})
     if params["max_hosts"] < 1:
         raise _tasks.Failed({"msg": "max_hosts must be at least 1"})
+    if not all(isinstance(host, str) and host for host in params["aliases"].values()):
+        raise _tasks.Failed({"msg": "aliases maps other names of hosts to inventory host names: every value must be a "
+                                    "host name (a non-empty string)"})
     for name in ("budget_window", "lease_ttl"):
         if params[name] <= 0:
             raise _tasks.Failed({"msg": "%s must be more than 0, got %s" % (name, params[name])})

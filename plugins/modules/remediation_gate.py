@@ -20,8 +20,10 @@ description:
   - V(escalate) - there is nothing the automation may fix (the problem names no host, or none in the inventory), so
     a human must act; RV(reason) says why.
   - V(skip) - nothing to do (Dynatrace closed the problem, or another live run owns this incident).
-  - Targets are only ever inventory hosts named by the problem (or given in O(targets)); a name the inventory does not
-    know is reported in RV(not_in_inventory), never guessed, and an empty list never means "all hosts".
+  - Targets are only ever inventory hosts named by the problem (or given in O(targets)). A name is the inventory host
+    of that name; else the host O(aliases) maps it to; else the one inventory host whose name differs from it only in
+    case. Nothing else is guessed (not a short name for a long one); a name left unresolved is reported in
+    RV(not_in_inventory), and an empty list never means "all hosts".
   - "Across concurrent runs on one controller, a SQLite database (O(path)) keeps one lease per incident (a second run
     of the same incident gets V(skip) while the first is alive; a lease whose run died, killed or its container gone,
     is taken over), and the automatic fixes made per host and per service within O(budget_window), checked and recorded
@@ -62,6 +64,13 @@ options:
     type: list
     elements: str
     default: []
+  aliases:
+    description:
+      - Other names of inventory hosts (a mapping of each other name to the inventory host), for hosts Dynatrace names
+        differently from the inventory (C(web-01.prod.example.com) for C(web-01)). Names are compared without regard to
+        case, as DNS names are. An alias to a host that is not in O(inventory) resolves nothing.
+    type: dict
+    default: {}
   targets:
     description: Explicit targets instead of the problem's HOST entities (for a fix that runs on a router, say).
     type: list
@@ -165,8 +174,13 @@ targets:
   type: list
   elements: str
   sample: [web-01]
+resolved:
+  description: The names the problem gives that are not inventory host names, with the inventory host each resolved to.
+  returned: state=decided
+  type: dict
+  sample: {"web-01.prod.example.com": "web-01"}
 not_in_inventory:
-  description: Hosts the problem names that the inventory does not know.
+  description: Hosts the problem names that resolve to no inventory host.
   returned: state=decided
   type: list
   elements: str
