@@ -53,7 +53,8 @@ def resolve_hosts(named, inventory, aliases=None):
 
 
 def decide(problem, inventory, mode="auto", targets=None, max_hosts=10, over_budget=None, aliases=None):
-    """(decision, targets, reason, named, resolved) for one incident.
+    """(decision, targets, reason, unresolved, renamed) for one incident: unresolved, the names given that are no
+    inventory host; renamed, {name given: inventory host} for the names resolved to a host of another name.
 
     targets: an explicit target list (for fixes that do not run on the problem's hosts, e.g. a router); by default the
     problem's HOST entities. Only inventory hosts can be targets: a name is resolved to one by resolve_hosts (aliases:
@@ -72,7 +73,7 @@ def decide(problem, inventory, mode="auto", targets=None, max_hosts=10, over_bud
     renamed = dict((name, host) for name, host in resolved.items() if name != host)
     if renamed and decision != ESCALATE:
         reason += " (%s)" % ", ".join("%s is %s" % (name, host) for name, host in renamed.items())
-    return decision, (known if decision != ESCALATE else []), reason, named, renamed
+    return decision, known, reason, unknown, renamed
 
 
 def _decision(named, known, unknown, mode, max_hosts, over_budget):

@@ -90,11 +90,10 @@ def decided(task, store):
             result.update(decision=_remediation.SKIP, targets=[], not_in_inventory=[], owner=holder,
                           reason="another run (pid %s on %s) is remediating %s" % (holder.get("pid"), holder.get("host"), key))
             return result
-        inventory = set(params["inventory"])
-        decision, targets, reason, named, renamed = _remediation.decide(
-            problem, inventory, params["mode"], params["targets"], params["max_hosts"], over_budget, params["aliases"])
-        result.update(decision=decision, targets=targets, reason=reason, resolved=renamed,
-                      not_in_inventory=[h for h in named if h not in inventory and h not in renamed])
+        decision, targets, reason, unresolved, renamed = _remediation.decide(
+            problem, set(params["inventory"]), params["mode"], params["targets"], params["max_hosts"], over_budget,
+            params["aliases"])
+        result.update(decision=decision, targets=targets, reason=reason, resolved=renamed, not_in_inventory=unresolved)
         if decision != _remediation.SKIP and not task.check_mode:
             store.take_lease(key, owner, params["lease_ttl"])
             if decision == _remediation.FIX:

@@ -23,22 +23,22 @@ def test_an_alias_to_a_host_outside_the_inventory_resolves_nothing():
 
 
 def test_the_decision_fixes_each_inventory_host_once_and_says_which_name_was_taken_for_which():
-    decision, targets, reason, named, renamed = rm.decide(
+    decision, targets, reason, unresolved, renamed = rm.decide(
         problem("web-01.prod.example.com", "web-01", "WEB-02", "ghost"), INVENTORY,
         aliases={"web-01.prod.example.com": "web-01"})
-    assert decision == rm.FIX and targets == ["web-01", "web-02"]
+    assert decision == rm.FIX and targets == ["web-01", "web-02"] and unresolved == ["ghost"]
     assert renamed == {"web-01.prod.example.com": "web-01", "WEB-02": "web-02"}
     assert reason == ("automatic fix on web-01, web-02 (not in the inventory, left alone: ghost) "
                       "(web-01.prod.example.com is web-01, WEB-02 is web-02)")
 
 
 def test_names_nothing_resolves_escalate_and_point_at_the_aliases():
-    decision, targets, reason, named, renamed = rm.decide(problem("web-01.prod.example.com"), INVENTORY)
-    assert decision == rm.ESCALATE and targets == [] and renamed == {}
+    decision, targets, reason, unresolved, renamed = rm.decide(problem("web-01.prod.example.com"), INVENTORY)
+    assert decision == rm.ESCALATE and targets == [] and renamed == {} and unresolved == ["web-01.prod.example.com"]
     assert "no host the problem names is in the inventory (web-01.prod.example.com; other names: selfheal_host_aliases)" in reason
 
 
 def test_aliases_count_against_the_host_limit_as_the_hosts_they_name():
-    decision, targets, reason, named, renamed = rm.decide(problem("a.example.com", "b.example.com"), {"a", "b"},
-                                                          max_hosts=1, aliases={"a.example.com": "a", "b.example.com": "b"})
+    decision, targets, reason, unresolved, renamed = rm.decide(
+        problem("a.example.com", "b.example.com"), {"a", "b"}, max_hosts=1, aliases={"a.example.com": "a", "b.example.com": "b"})
     assert decision == rm.APPROVE and targets == ["a", "b"] and "2 hosts exceed the automatic limit of 1" in reason
